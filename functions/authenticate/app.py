@@ -1,0 +1,26 @@
+"""authenticate: the API's Lambda REQUEST authorizer, and the first step of SigningPipeline.
+
+Authorizer event → Allow (context: sub, clientId, tid, inst, scope, binding, senderKey,
+correlationId) or Deny (context: errorCode, errorTitle, errorDetail, wwwAuthenticate,
+dpopNonce, correlationId), rendered as a 401 by the gateway responses.
+Direct input ``{"opToken": str}`` → ``{"principal": {...the Allow context...}}``;
+failures raise ``InvalidToken``.
+"""
+
+from typing import Any
+
+from stellaops_signer import http
+from stellaops_signer.observability import logger, metrics
+from stellaops_signer.wiring import container
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    signer = container()
+    if http.is_authorizer_event(event):
+        return http.authorizer_answer(
+            event, signer.authenticator.authenticate, signer.record_authentication_denial
+        )
+    principal = signer.authenticator.authenticate_iam(event.get("opToken"))
+    return {"principal": http.principal_context(principal, http.correlation_id(event.get("headers")))}

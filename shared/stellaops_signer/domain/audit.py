@@ -1,0 +1,42 @@
+"""The audit record of one decision (spec §5.7)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Decision = Literal["allow", "deny"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """What was decided, for whom, about what. Never a token, a proof, a PoE or a certificate."""
+
+    audit_id: str
+    time: str
+    route: str
+    decision: Decision
+    correlation_id: str
+    latency_ms: int
+    error_code: str = ""
+    tenant: str = ""
+    installation: str = ""
+    subject: str = ""
+    client_id: str = ""
+    binding: str = ""
+    license_id: str = ""
+    plan: str = ""
+    poe_sha256: str = ""
+    scanner_digest: str = ""
+    predicate_type: str = ""
+    subject_digests: tuple[str, ...] = field(default_factory=tuple)
+    mode: str = ""
+    key_id: str = ""
+    certificate_serial: str = ""
+    bundle_sha256: str = ""
+
+    def as_item(self) -> dict[str, object]:
+        """The non-empty fields, for storage."""
+        return {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if v not in ("", ())
+        }

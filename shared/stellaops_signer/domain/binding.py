@@ -1,0 +1,66 @@
+"""Sender constraint: proving that the caller holds the key its OpTok is bound to.
+
+mTLS (RFC 8705 §3): the token's ``cnf.x5t#S256`` must equal the base64url SHA-256 of the
+DER client certificate that terminated TLS. DPoP (RFC 9449) plugs in beside it as a
+``ProofVerifier``; the authenticator picks the check from the Authorization scheme.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from stellaops_signer.domain.errors import InvalidToken
+from stellaops_signer.domain.tokens import OpToken, b64url
+
+BindingKind = Literal["mtls", "dpop", "iam"]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as the authorizer proved it; what the functions authorize against."""
+
+    subject: str
+    client_id: str
+    tenant: str
+    installation: str
+    scopes: frozenset[str]
+    binding: BindingKind
+    #: Thumbprint of the proven sender key (x5t#S256 or jkt); empty for ``iam``.
+    sender_key: str
+
+    @classmethod
+    def from_token(cls, token: OpToken, binding: BindingKind) -> Principal:
+        return cls(
+            subject=token.subject,
+            client_id=token.client_id,
+            tenant=token.tenant,
+            installation=token.installation,
+            scopes=token.scopes,
+            binding=binding,
+            sender_key=token.sender_key if binding != "iam" else "",
+        )
+
+
+def certificate_thumbprint(pem: str) -> str:
+    """``x5t#S256`` of a PEM certificate: base64url(SHA-256(DER)), no padding (RFC 8705 §3.1)."""
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise InvalidToken("the client certificate cannot be parsed") from None
+    return b64url(hashlib.sha256(certificate.public_bytes(Encoding.DER)).digest())
+
+
+def verify_certificate_binding(token: OpToken, client_cert_pem: str | None) -> None:
+    """RFC 8705 §3: the certificate presented in TLS must be the one the token is bound to."""
+    if token.binding != "x5t#S256":
+        raise InvalidToken("a DPoP-bound token must be presented with the DPoP scheme")
+    if not client_cert_pem:
+        raise InvalidToken("the token is certificate-bound but no client certificate was presented")
+    if not hmac.compare_digest(certificate_thumbprint(client_cert_pem), token.sender_key):
+        raise InvalidToken("the token is bound to another client certificate")

@@ -1,0 +1,225 @@
+"""Authority operational tokens (OpToks): JWS verification and the claim rules of spec §3.1.
+
+The key set, the expected issuer and the clock are inputs; nothing here reads the
+environment or the time. Every failure raises InvalidToken.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jwt
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAPSSAlgorithm
+
+from stellaops_signer.domain.errors import InvalidToken
+
+AUDIENCE = "signer"
+CLOCK_SKEW_SECONDS = 30
+#: Asymmetric only; never ``none``, never HMAC (spec §3.1).
+ALLOWED_ALGORITHMS = ("ES256", "ES384", "EdDSA", "PS256")
+#: What each algorithm demands of the key (RFC 7518 §3.4, §3.5; RFC 8037 §3.1).
+_KEY_REQUIREMENTS: dict[str, tuple[str, str | None]] = {
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "EdDSA": ("OKP", "Ed25519"),
+    "PS256": ("RSA", None),
+}
+_ALGORITHM_IMPLEMENTATIONS: dict[str, Any] = {
+    "ES256": ECAlgorithm(ECAlgorithm.SHA256),
+    "ES384": ECAlgorithm(ECAlgorithm.SHA384),
+    "EdDSA": OKPAlgorithm(),
+    "PS256": RSAPSSAlgorithm(RSAPSSAlgorithm.SHA256),
+}
+
+BindingKind = Literal["jkt", "x5t#S256"]
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def sha256_b64url(data: bytes) -> str:
+    return b64url(hashlib.sha256(data).digest())
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """A public key from a JWKS, parsed once."""
+
+    kid: str | None
+    kty: str
+    crv: str | None
+    alg: str | None
+    key: Any
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any]) -> VerificationKey:
+        """Parse a public JWK; raises ValueError for private or unsupported keys."""
+        if "d" in jwk or "p" in jwk:
+            raise ValueError("a JWKS must hold public keys only")
+        kty = jwk.get("kty")
+        if kty not in ("EC", "OKP", "RSA"):
+            raise ValueError(f"unsupported key type {kty!r}")
+        text = json.dumps(dict(jwk))
+        implementation: Any = {"EC": ECAlgorithm, "OKP": OKPAlgorithm, "RSA": RSAPSSAlgorithm}[kty]
+        key = implementation.from_jwk(text)
+        return cls(jwk.get("kid"), kty, jwk.get("crv"), jwk.get("alg"), key)
+
+
+class KeySet:
+    """The keys an issuer signs with, looked up by ``kid``."""
+
+    def __init__(self, keys: list[VerificationKey]) -> None:
+        self.keys = keys
+        self._by_kid = {k.kid: k for k in keys if k.kid is not None}
+
+    @classmethod
+    def from_jwks(cls, jwks: Mapping[str, Any]) -> KeySet:
+        keys = jwks.get("keys")
+        if not isinstance(keys, list) or not keys:
+            raise ValueError("a JWKS needs a non-empty 'keys' list")
+        return cls([VerificationKey.from_jwk(k) for k in keys])
+
+    def find(self, kid: str | None) -> VerificationKey | None:
+        if kid is None:
+            return self.keys[0] if len(self.keys) == 1 else None
+        return self._by_kid.get(kid)
+
+
+@dataclass(frozen=True, slots=True)
+class OpToken:
+    """A verified OpTok: who calls, for which tenant and installation, with which scopes."""
+
+    subject: str
+    client_id: str
+    tenant: str
+    installation: str
+    scopes: frozenset[str]
+    binding: BindingKind
+    #: ``cnf.jkt`` or ``cnf.x5t#S256``: the thumbprint of the sender's key.
+    sender_key: str
+    issued_at: int
+    expires_at: int
+    token_id: str | None
+
+
+def verify_jws(
+    token: str, keys: KeySet, error: type[InvalidToken] = InvalidToken
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify a compact JWS against ``keys``; return (header, claims). Raises ``error``."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise error("the token is not a well-formed JWS") from None
+    if "crit" in header:  # RFC 7515 §4.1.11: we understand no extension, so refuse them all
+        raise error("critical header parameters are not supported")
+    alg = header.get("alg")
+    if alg not in ALLOWED_ALGORITHMS:
+        raise error(f"algorithm {alg!r} is not accepted")
+    kid = header.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        raise error("kid must be a string")
+    key = keys.find(kid)
+    if key is None:
+        raise error("the signing key is unknown")
+    kty, crv = _KEY_REQUIREMENTS[alg]
+    if key.kty != kty or (crv is not None and key.crv != crv) or (key.alg is not None and key.alg != alg):
+        raise error("the header algorithm does not match the key")
+    try:
+        signing_input, _, signature_b64 = token.rpartition(".")
+        signature = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
+        valid = _ALGORITHM_IMPLEMENTATIONS[alg].verify(signing_input.encode("ascii"), key.key, signature)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        valid = False
+    if not valid:
+        raise error("the signature does not verify")
+    try:
+        payload_b64 = signing_input.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
+    except (ValueError, IndexError):
+        raise error("the claims are not JSON") from None
+    if not isinstance(claims, dict):
+        raise error("the claims are not a JSON object")
+    return header, claims
+
+
+def check_time_claims(
+    claims: Mapping[str, Any],
+    now: float,
+    *,
+    max_lifetime: int | None,
+    error: type[InvalidToken] = InvalidToken,
+) -> tuple[int, int]:
+    """``exp`` and ``iat`` required, ``nbf`` when present, ±30 s skew; returns (iat, exp)."""
+    exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", None)
+    for name, value in (("exp", exp), ("iat", iat)) + ((("nbf", nbf),) if nbf is not None else ()):
+        if type(value) is not int and type(value) is not float:
+            raise error(f"{name} must be a number")
+    assert isinstance(exp, (int, float)) and isinstance(iat, (int, float))
+    if exp <= now - CLOCK_SKEW_SECONDS:
+        raise error("the token has expired")
+    if iat > now + CLOCK_SKEW_SECONDS:
+        raise error("the token was issued in the future")
+    if nbf is not None and nbf > now + CLOCK_SKEW_SECONDS:
+        raise error("the token is not valid yet")
+    if max_lifetime is not None and exp - iat > max_lifetime:
+        raise error(f"the token lives longer than {max_lifetime} s")
+    return int(iat), int(exp)
+
+
+def _required_string(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidToken(f"claim {name!r} is required")
+    return value
+
+
+def verify_op_token(token: str, keys: KeySet, *, issuer: str, now: float, max_lifetime: int) -> OpToken:
+    """Verify an OpTok per spec §3.1; raises InvalidToken naming the first rule it breaks."""
+    _, claims = verify_jws(token, keys)
+    if claims.get("iss") != issuer:
+        raise InvalidToken("the token was issued by another issuer")
+    audience = claims.get("aud")
+    if audience != AUDIENCE and audience != [AUDIENCE]:
+        raise InvalidToken(f"the audience must be exactly {AUDIENCE!r}")
+    iat, exp = check_time_claims(claims, now, max_lifetime=max_lifetime)
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise InvalidToken("scope must be a space-separated string")
+    tenant = _required_string(claims, "tid")
+    installation = _required_string(claims, "inst")
+    subject = _required_string(claims, "sub")
+    binding, sender_key = _confirmation(claims.get("cnf"))
+    client_id = claims.get("client_id") or claims.get("azp") or subject
+    jti = claims.get("jti")
+    return OpToken(
+        subject=subject,
+        client_id=str(client_id),
+        tenant=tenant,
+        installation=installation,
+        scopes=frozenset(scope.split()),
+        binding=binding,
+        sender_key=sender_key,
+        issued_at=iat,
+        expires_at=exp,
+        token_id=jti if isinstance(jti, str) else None,
+    )
+
+
+def _confirmation(cnf: Any) -> tuple[BindingKind, str]:
+    """RFC 7800 ``cnf`` with exactly one of ``jkt`` (RFC 9449 §6) or ``x5t#S256`` (RFC 8705 §3.1)."""
+    if not isinstance(cnf, dict):
+        raise InvalidToken("the token is not sender-constrained (no cnf)")
+    members = [m for m in ("jkt", "x5t#S256") if m in cnf]
+    if len(members) != 1:
+        raise InvalidToken("cnf must hold exactly one of jkt and x5t#S256")
+    kind: BindingKind = "jkt" if members[0] == "jkt" else "x5t#S256"
+    value = cnf[kind]
+    if not isinstance(value, str) or len(value) != 43:
+        raise InvalidToken(f"cnf.{kind} must be a base64url SHA-256 thumbprint")
+    return kind, value

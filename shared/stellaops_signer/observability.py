@@ -1,0 +1,15 @@
+"""Structured logs and EMF metrics (Powertools), one instance each per container.
+
+Never log tokens, DPoP proofs, PoEs, private keys or whole certificates: log codes,
+thumbprints and hashes instead.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics
+
+SERVICE = "signer"
+NAMESPACE = "StellaOps/Signer"
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)

@@ -1,0 +1,49 @@
+"""The small interfaces the use cases need; adapters implement them (boto3, HTTP, in-memory)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from stellaops_signer.domain.audit import AuditRecord
+from stellaops_signer.domain.tokens import KeySet
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+
+class KeySigner(Protocol):
+    """Signs with one asymmetric key; the signature is checked locally before it is returned."""
+
+    @property
+    def keyid(self) -> str:
+        """Stable DSSE ``keyid``: base64url SHA-256 of the DER SubjectPublicKeyInfo."""
+        ...
+
+    @property
+    def key_ref(self) -> str:
+        """Where the key lives (a KMS key ARN)."""
+        ...
+
+    @property
+    def public_key_pem(self) -> str: ...
+
+    def sign(self, message: bytes) -> bytes:
+        """DER ECDSA signature over SHA-256(message); raises SigningUnavailable."""
+        ...
+
+
+class AuditLog(Protocol):
+    def record(self, record: AuditRecord) -> None:
+        """Store the record durably; raises AuditUnavailable."""
+        ...
+
+
+class KeySetSource(Protocol):
+    """An issuer's JWKS, refreshed when a token names a key it does not hold yet."""
+
+    def key_set(self, kid: str | None) -> KeySet:
+        """Keys to verify a token whose header names ``kid``; raises InvalidToken if unavailable."""
+        ...

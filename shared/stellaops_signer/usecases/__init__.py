@@ -1,0 +1,1 @@
+"""One module per Lambda function; each exposes the use case its handler calls."""

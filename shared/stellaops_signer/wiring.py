@@ -1,0 +1,166 @@
+"""The composition root: settings parsed and adapters built once per container.
+
+Nothing is built at import time; each function asks for what it uses, so the
+authorizer never creates a KMS client and ``sign_dsse`` never fetches a nonce secret.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from functools import cached_property
+from typing import Any
+
+from stellaops_signer.adapters.clock import SystemClock
+from stellaops_signer.config import Settings
+from stellaops_signer.domain.predicates import PredicateCatalogue
+from stellaops_signer.ports import AuditLog, Clock, KeySetSource, KeySigner
+from stellaops_signer.usecases.authenticate import Authenticator
+from stellaops_signer.usecases.sign_dsse import SignDsse
+
+HTTP_TIMEOUT_SECONDS = 3.0
+
+
+class Container:
+    """Everything a function needs, built lazily and exactly once per Lambda container."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, session: Any = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self._session = session
+
+    # --- AWS clients (boto3 is imported here, on first use, not at module import) -------------
+
+    @cached_property
+    def session(self) -> Any:
+        if self._session is not None:
+            return self._session
+        import boto3
+
+        return boto3.session.Session()
+
+    def client(self, service: str) -> Any:
+        from botocore.config import Config
+
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 3},
+            connect_timeout=2,
+            read_timeout=5,
+            tcp_keepalive=True,
+        )
+        return self.session.client(service, config=config)
+
+    @cached_property
+    def dynamodb(self) -> Any:
+        return self.client("dynamodb")
+
+    # --- adapters --------------------------------------------------------------------------
+
+    @cached_property
+    def http(self) -> Any:
+        import requests
+
+        session = requests.Session()
+        return session
+
+    def _key_set(self, inline: str, url: str, variable: str) -> KeySetSource:
+        from stellaops_signer.adapters.jwks import RemoteKeySet, StaticKeySet
+
+        if inline:
+            return StaticKeySet(inline)
+        if url:
+
+            def fetch(target: str) -> Any:
+                response = self.http.get(target, timeout=HTTP_TIMEOUT_SECONDS)
+                response.raise_for_status()
+                return response.json()
+
+            return RemoteKeySet(url, fetch, self.clock)
+        from stellaops_signer.domain.errors import ConfigurationError
+
+        raise ConfigurationError(f"{variable} or its _URL form is required")
+
+    @cached_property
+    def authority_keys(self) -> KeySetSource:
+        return self._key_set(
+            self.settings.authority_jwks, self.settings.authority_jwks_url, "SIGNER_AUTHORITY_JWKS"
+        )
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        from stellaops_signer.adapters.audit import DynamoDbAuditLog
+
+        self.settings.require("audit_table")
+        return DynamoDbAuditLog(
+            self.dynamodb,
+            self.settings.audit_table,
+            retention_seconds=self.settings.audit_retention_days * 86400,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def key_signer(self) -> KeySigner:
+        from stellaops_signer.adapters.kms import KmsKeySigner
+
+        self.settings.require("kms_key_id")
+        return KmsKeySigner(self.client("kms"), self.settings.kms_key_id)
+
+    # --- use cases -------------------------------------------------------------------------
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        self.settings.require("authority_issuer")
+        return Authenticator(
+            authority_keys=self.authority_keys,
+            issuer=self.settings.authority_issuer,
+            max_lifetime=self.settings.max_token_lifetime_seconds,
+            clock=self.clock,
+        )
+
+    def record_authentication_denial(self, error: Any, facts: Any, correlation: str) -> None:
+        """Audit an authorizer denial (no principal: only what was refused, where, and why)."""
+        import uuid
+
+        from stellaops_signer.domain.audit import AuditRecord
+        from stellaops_signer.domain.errors import SignerError
+        from stellaops_signer.usecases.sign_dsse import iso_time
+
+        record = AuditRecord(
+            audit_id=str(uuid.uuid4()),
+            time=iso_time(self.clock.now()),
+            route=f"{facts.method} {facts.path}",
+            decision="deny",
+            correlation_id=correlation,
+            latency_ms=0,
+            error_code=error.code,
+        )
+        try:
+            self.audit.record(record)
+        except SignerError:
+            from stellaops_signer.observability import logger
+
+            logger.warning("authentication denial not audited", extra={"code": error.code})
+
+    @cached_property
+    def sign_dsse(self) -> SignDsse:
+        return SignDsse(
+            signer=self.key_signer,
+            audit=self.audit,
+            catalogue=PredicateCatalogue(self.settings.allowed_predicate_types),
+            clock=self.clock,
+            default_mode=self.settings.default_signing_mode,
+        )
+
+
+@functools.cache
+def container() -> Container:
+    """The container of this process, built from the environment on first use (cold start)."""
+    return Container(Settings.from_environment(os.environ))
+
+
+def reset() -> None:
+    """Forget the container (tests and the local stack change the environment between runs)."""
+    container.cache_clear()
+
+
+__all__ = ["Container", "container", "reset"]
