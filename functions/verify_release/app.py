@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler import Response
 from stellaops_signer import http
 from stellaops_signer.domain.errors import NotImplementedYet
 from stellaops_signer.observability import logger, metrics
+from stellaops_signer.wiring import container
 
 app = http.create_resolver()
 
@@ -26,4 +27,5 @@ def route() -> Response[str]:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
         return app.resolve(event, context)
+    container().authenticator.authenticate_iam(event.get("opToken"))
     raise NotImplementedYet("this step arrives with issue 4")

@@ -24,7 +24,7 @@ from stellaops_signer.domain.errors import (
     NotFound,
     SignerError,
 )
-from stellaops_signer.observability import logger
+from stellaops_signer.observability import count_outcome, logger
 
 SIGN_PATH = "/api/v1/signer/sign/dsse"
 VERIFY_PATH = "/api/v1/signer/verify/referrers"
@@ -110,11 +110,14 @@ def _errors_as_problems(app: APIGatewayRestResolver, next_middleware: NextMiddle
     logger.set_correlation_id(correlation)
     try:
         response = next_middleware(app)
+        count_outcome("ok" if response.status_code < 400 else str(response.status_code))
     except SignerError as error:
         logger.info("request refused", extra={"code": error.code, "status": error.status})
+        count_outcome(error.code)
         response = problem_response(error, correlation)
     except Exception:
         logger.exception("unexpected error")
+        count_outcome(InternalError.code)
         response = problem_response(InternalError("an unexpected error occurred"), correlation)
     response.headers[CORRELATION_HEADER] = correlation
     return response
@@ -220,12 +223,14 @@ def authorizer_answer(event: Mapping[str, Any], authenticate: Any, record_denial
         principal = authenticate(facts)
     except AuthenticationError as error:
         logger.info("authentication refused", extra={"code": error.code, "path": facts.path})
+        count_outcome(error.code)
         record_denial(error, facts, correlation)
         answer = APIGatewayAuthorizerResponse.from_route_arn(
             request.method_arn, "anonymous", context=denial_context(error, correlation)
         )
         answer.deny_all_routes()
         return answer.asdict()
+    count_outcome("authenticated")
     answer = APIGatewayAuthorizerResponse.from_route_arn(
         request.method_arn, principal.subject, context=principal_context(principal, correlation)
     )

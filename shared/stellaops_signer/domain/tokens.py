@@ -223,3 +223,16 @@ def _confirmation(cnf: Any) -> tuple[BindingKind, str]:
     if not isinstance(value, str) or len(value) != 43:
         raise InvalidToken(f"cnf.{kind} must be a base64url SHA-256 thumbprint")
     return kind, value
+
+
+#: RFC 7638 §3.2: the required members of each key type, in lexicographic order.
+_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 JWK SHA-256 thumbprint, base64url without padding; raises ValueError."""
+    members = _THUMBPRINT_MEMBERS.get(str(jwk.get("kty")))
+    if members is None or any(not isinstance(jwk.get(m), str) for m in members):
+        raise ValueError("the JWK lacks the members its thumbprint needs")
+    canonical = "{" + ",".join(f'"{m}":{json.dumps(jwk[m])}' for m in members) + "}"
+    return sha256_b64url(canonical.encode("utf-8"))

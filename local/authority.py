@@ -1,0 +1,123 @@
+"""A local stand-in for the Stella Ops Authority: a JWKS and a client-credentials token endpoint.
+
+``POST /token`` (RFC 6749 §4.4) authenticates the client by its mTLS certificate
+(RFC 8705 §2, ``tls_client_auth``: the certificate's CN names the client) and issues an
+OpTok bound to that certificate (``cnf.x5t#S256``). The registered clients decide tenant,
+installation and the scopes a client may ask for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from jwt.algorithms import ECAlgorithm
+
+from local.tls import peer_certificate_pem
+from stellaops_signer.domain.binding import certificate_thumbprint
+from stellaops_signer.domain.tokens import jwk_thumbprint
+
+ISSUER = "https://authority.stellaops.local"
+TOKEN_LIFETIME = 300
+
+#: client id (certificate CN) → what the Authority knows of it.
+CLIENTS: dict[str, dict[str, Any]] = {
+    "scanner-1": {"tid": "tenant-a", "inst": "inst-1", "scopes": {"signer.sign", "signer.verify"}},
+    "auditor-1": {"tid": "tenant-a", "inst": "inst-1", "scopes": {"signer.verify"}},
+    "scanner-b": {"tid": "tenant-b", "inst": "inst-9", "scopes": {"signer.sign", "signer.verify"}},
+}
+
+
+class LocalAuthority:
+    def __init__(self, key_path: Path, issuer: str = ISSUER) -> None:
+        self.issuer = issuer
+        if key_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+            key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+            key_path.chmod(0o600)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        self.key = key
+        jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+        self.kid = jwk_thumbprint(jwk)
+        self.jwks = {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "ES256"}]}
+
+    def mint(self, claims: Mapping[str, Any], *, headers: Mapping[str, Any] | None = None) -> str:
+        """Sign arbitrary claims with the Authority key (tests use it to craft bad tokens too)."""
+        return jwt.encode(dict(claims), self.key, algorithm="ES256", headers={"kid": self.kid, **(headers or {})})
+
+    def claims_for(self, client_id: str, *, cnf: Mapping[str, str], scopes: set[str] | None = None,
+                   now: float | None = None) -> dict[str, Any]:
+        client = CLIENTS[client_id]
+        now = int(now if now is not None else time.time())
+        granted = client["scopes"] if scopes is None else (scopes & client["scopes"])
+        return {
+            "iss": self.issuer, "sub": client_id, "client_id": client_id, "aud": "signer",
+            "iat": now, "nbf": now, "exp": now + TOKEN_LIFETIME, "jti": str(uuid.uuid4()),
+            "scope": " ".join(sorted(granted)), "tid": client["tid"], "inst": client["inst"], "cnf": dict(cnf),
+        }
+
+    def token_for_certificate(self, cert_pem: str, requested_scopes: set[str] | None) -> dict[str, Any]:
+        """The client-credentials grant for the client whose certificate terminated TLS."""
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        common_names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        client_id = str(common_names[0].value) if common_names else ""
+        if client_id not in CLIENTS:
+            return {"error": "invalid_client"}
+        claims = self.claims_for(client_id, cnf={"x5t#S256": certificate_thumbprint(cert_pem)},
+                                 scopes=requested_scopes)
+        return {"access_token": self.mint(claims), "token_type": "Bearer", "expires_in": TOKEN_LIFETIME,
+                "scope": claims["scope"]}
+
+
+def handler_for(authority: LocalAuthority) -> type:
+    from http.server import BaseHTTPRequestHandler
+
+    class AuthorityHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:  # keep the console for the gateway
+            pass
+
+        def _send(self, status: int, body: Mapping[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/.well-known/jwks.json":
+                self._send(200, authority.jwks)
+            else:
+                self._send(404, {"error": "not_found"})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            form = parse_qs(self.rfile.read(length).decode())
+            if self.path != "/token":
+                return self._send(404, {"error": "not_found"})
+            if form.get("grant_type") != ["client_credentials"]:
+                return self._send(400, {"error": "unsupported_grant_type"})
+            cert_pem = peer_certificate_pem(self)
+            if cert_pem is None:
+                return self._send(401, {"error": "invalid_client"})
+            scopes = set(form["scope"][0].split()) if "scope" in form else None
+            answer = authority.token_for_certificate(cert_pem, scopes)
+            self._send(401 if "error" in answer else 200, answer)
+
+    return AuthorityHandler

@@ -1,0 +1,145 @@
+"""``make run``: the whole Signer on this machine (spec §7).
+
+moto's server stands in for AWS (resources created from template.yaml, KMS corrected for
+DIGEST signing), beside a local Authority and the HTTPS + mTLS gateway on
+https://127.0.0.1:8443. Keys and certificates live under ``.local/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def local_parameters(base_url: str, authority: Any) -> dict[str, str]:
+    """Template parameter values of the local stack (and of the tests' moto-backed functions)."""
+    return {
+        "PublicBaseUrl": base_url,
+        "AuthorityIssuer": authority.issuer,
+        "AuthorityJwks": json.dumps(authority.jwks),
+        "LicensingIssuer": "https://licensing.stellaops.local",
+        "Plans": json.dumps({
+            "dev": {"qps": 2, "concurrency": 1, "maxArtifactBytes": 65536, "dailySignatures": 20},
+            "pro": {"qps": 10, "concurrency": 5, "maxArtifactBytes": 10485760, "dailySignatures": 10000},
+        }),
+        "ReleaseTrustedKeys": "",
+        "ScannerRepositories": "127.0.0.1/stellaops/scanner",
+        "RegistryAllowList": "127.0.0.1",
+        "RequireDpopNonce": "true",
+        "DefaultSigningMode": "kms",
+        "DomainName": "signer.local",
+        "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/local",
+    }
+CLIENTS = ("scanner-1", "auditor-1", "scanner-b", "intruder")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(directory: Path, port: int, authority_port: int, moto_port: int, quiet: bool = True) -> dict[str, Any]:
+    """Start every component in this process; return what a client needs to call it."""
+    sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
+    from local import moto_kms
+    from local.authority import LocalAuthority
+    from local.authority import handler_for as authority_handler
+    from local.gateway import Gateway
+    from local.gateway import handler_for as gateway_handler
+    from local.pki import DevPki
+    from local.provision import Provisioner, load_template
+    from local.tls import MutualTlsServer, server_context
+
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = DevPki(directory / "pki")
+    server_identity = pki.issue("gateway", server=True)
+    clients = {name: pki.issue(name) for name in CLIENTS}
+
+    moto_kms.apply()
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    moto.start()
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    })
+    import boto3
+
+    authority = LocalAuthority(directory / "authority.key")
+    base_url = f"https://127.0.0.1:{port}"
+    template = load_template()
+    provisioner = Provisioner(boto3.session.Session(region_name="us-east-1"), template,
+                              local_parameters(base_url, authority))
+    physical = provisioner.create_all()
+    environment = provisioner.function_environment()
+    os.environ.update(environment)
+    if quiet:
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+        os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("SIGNER_LOCAL_LOG_LEVEL", "WARNING")
+
+    gateway = Gateway(template)
+    gateway_server = MutualTlsServer(port, gateway_handler(gateway), server_context(pki, server_identity))
+    authority_server = MutualTlsServer(authority_port, authority_handler(authority),
+                                       server_context(pki, server_identity))
+    gateway_server.start()
+    authority_server.start()
+    info = {
+        "signer": base_url,
+        "authority": f"https://127.0.0.1:{authority_port}",
+        "aws": endpoint,
+        "ca": str(pki.ca.cert),
+        "clients": {name: {"cert": str(i.cert), "key": str(i.key)} for name, i in clients.items()},
+        "resources": {k: v["Ref"] for k, v in physical.items()},
+        "environment": {k: v for k, v in environment.items() if not k.endswith("JWKS")},
+    }
+    (directory / "stack.json").write_text(json.dumps(info, indent=2))
+    info["_servers"] = (gateway_server, authority_server, moto)
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=ROOT / ".local")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--authority-port", type=int, default=8444)
+    parser.add_argument("--aws-port", type=int, default=0, help="moto server port (0: any free port)")
+    parser.add_argument("--verbose", action="store_true", help="show the functions' logs and metrics")
+    args = parser.parse_args(argv)
+    info = start(args.dir, args.port, args.authority_port, args.aws_port or free_port(), quiet=not args.verbose)
+    client = info["clients"]["scanner-1"]
+    print(f"""Stella Ops Signer (local) on {info['signer']}  —  mTLS required, CA {info['ca']}
+  Authority    {info['authority']}/token   (client credentials, mTLS client auth)
+  AWS (moto)   {info['aws']}
+  Stack facts  {args.dir / 'stack.json'}
+
+Sign a file end to end (token, mTLS, verification of the answer):
+  .venv/bin/signer-client sign README.md
+
+Or with curl:
+  TOKEN=$(curl -s --cacert {info['ca']} --cert {client['cert']} --key {client['key']} \\
+    -d grant_type=client_credentials -d scope=signer.sign {info['authority']}/token | python3 -c 'import json,sys;print(json.load(sys.stdin)["access_token"])')
+  curl --cacert {info['ca']} --cert {client['cert']} --key {client['key']} -H "Authorization: Bearer $TOKEN" \\
+    {info['signer']}/api/v1/signer/keys
+Ctrl-C stops it.""", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    for server in info["_servers"]:
+        (server.stop if hasattr(server, "stop") else server.shutdown)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Fixtures shared by every tier: the dev PKI, the local Authority, and moto provisioned from template.yaml."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local import moto_kms
+from local.authority import LocalAuthority
+from local.pki import DevPki, Issued
+from local.provision import Provisioner, load_template
+from local.stack import local_parameters
+from stellaops_signer import wiring
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC_BASE_URL = "https://signer.example.com"
+
+# The tests never reach a real AWS account: credentials are fake and every client is moto's.
+os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                   "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true",
+                   "POWERTOOLS_LOG_LEVEL": "WARNING"})
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    return DevPki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def client_cert(pki: DevPki) -> Issued:
+    return pki.issue("scanner-1")
+
+
+@pytest.fixture(scope="session")
+def other_cert(pki: DevPki) -> Issued:
+    return pki.issue("scanner-b")
+
+
+@pytest.fixture(scope="session")
+def authority(tmp_path_factory: pytest.TempPathFactory) -> LocalAuthority:
+    return LocalAuthority(tmp_path_factory.mktemp("authority") / "authority.key")
+
+
+@dataclass
+class Aws:
+    session: Any
+    physical: dict[str, dict[str, str]]
+    environment: dict[str, str]
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service)
+
+    def audit_records(self) -> list[dict[str, Any]]:
+        table = self.environment["SIGNER_AUDIT_TABLE"]
+        items = self.client("dynamodb").scan(TableName=table)["Items"]
+        return [{k: next(iter(v.values())) for k, v in item.items()} for item in items]
+
+
+@pytest.fixture
+def aws(template: dict[str, Any], authority: LocalAuthority, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    """moto with the template's tables, key, secret and buckets; the functions' environment set from it."""
+    import boto3
+    from moto import mock_aws
+
+    moto_kms.apply()
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        session = boto3.session.Session(region_name="us-east-1")
+        provisioner = Provisioner(session, template, local_parameters(PUBLIC_BASE_URL, authority))
+        physical = provisioner.create_all()
+        environment = provisioner.function_environment()
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        wiring.reset()
+        yield Aws(session, physical, environment)
+    wiring.reset()
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((ROOT / "events" / name).read_text())

@@ -1,0 +1,82 @@
+"""The function tier: each handler invoked in process, as Lambda would, with moto behind it."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from local.authority import LocalAuthority
+from local.gateway import LambdaContext, client_cert_context, load_handler
+from local.pki import Issued
+from stellaops_signer.domain.binding import certificate_thumbprint
+from tests.conftest import load_event
+
+FUNCTIONS = {
+    "authenticate": "AuthenticateFunction",
+    "sign_dsse": "SignDsseFunction",
+    "check_quota": "CheckQuotaFunction",
+    "verify_release": "VerifyReleaseFunction",
+}
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+@pytest.fixture(scope="session")
+def handlers() -> dict[str, Handler]:
+    loaded = {name: load_handler(f"functions/{name}", name) for name in FUNCTIONS}
+    return {name: (lambda event, h=h, n=name: h(event, LambdaContext(FUNCTIONS[n]))) for name, h in loaded.items()}
+
+
+def token_for(authority: LocalAuthority, cert: Issued | None, *, client: str = "scanner-1",
+              headers: dict[str, Any] | None = None, **overrides: Any) -> str:
+    """A fresh OpTok bound to ``cert``; ``overrides`` replace claims (None removes one)."""
+    cnf = {"x5t#S256": certificate_thumbprint(cert.pem())} if cert else {"jkt": "A" * 43}
+    claims = authority.claims_for(client, cnf=cnf)
+    for name, value in overrides.items():
+        name = name.replace("x5t_S256", "x5t#S256")
+        if value is None:
+            claims.pop(name, None)
+        else:
+            claims[name] = value
+    return authority.mint(claims, headers=headers)
+
+
+def authorizer_event(token: str | None, cert: Issued | None, *, scheme: str = "Bearer",
+                     method: str = "POST", path: str = "/api/v1/signer/sign/dsse",
+                     extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("authenticate/authorizer-sign-mtls.json"))
+    headers = {k: v for k, v in event["headers"].items() if k != "Authorization"}
+    if token is not None:
+        headers["Authorization"] = f"{scheme} {token}"
+    headers.update(extra_headers or {})
+    event.update(headers=headers, multiValueHeaders={k: [v] for k, v in headers.items()},
+                 httpMethod=method, path=path, resource=path,
+                 methodArn=event["methodArn"].rsplit("/", 5)[0] + f"/{method}{path}")
+    event["requestContext"]["identity"]["clientCert"] = client_cert_context(cert.pem()) if cert else None
+    return event
+
+
+def sign_event(body: Any, *, context: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
+               raw_body: str | None = None) -> dict[str, Any]:
+    """The sign_dsse proxy event of events/, with a new body, authorizer context or headers."""
+    import json
+
+    event = copy.deepcopy(load_event("sign_dsse/sign-dsse.json"))
+    event["body"] = raw_body if raw_body is not None else json.dumps(body)
+    if context is not None:
+        event["requestContext"]["authorizer"] = context
+    if headers is not None:
+        event["headers"] = headers
+        event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+    return event
+
+
+def response_headers(answer: dict[str, Any]) -> dict[str, str]:
+    """The headers of a proxy answer, lower-cased (the resolver answers ``multiValueHeaders``)."""
+    headers = {k.lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
+    for name, values in (answer.get("multiValueHeaders") or {}).items():
+        headers[name.lower()] = ", ".join(str(v) for v in values)
+    return headers
