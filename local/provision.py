@@ -55,6 +55,12 @@ class Provisioner:
         }
         self.parameters.update(parameters)
         self.physical: dict[str, dict[str, str]] = {}  # logical id → {"Ref": …, "Arn": …}
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(service)
+        return self._clients[service]
 
     def create_all(self) -> dict[str, dict[str, str]]:
         resources = self.template["Resources"]
@@ -68,7 +74,7 @@ class Provisioner:
         return self.physical
 
     def _dynamodb_table(self, logical_id: str, props: Mapping[str, Any]) -> None:
-        client = self.session.client("dynamodb")
+        client = self.client("dynamodb")
         args: dict[str, Any] = {
             "TableName": logical_id,
             "KeySchema": props["KeySchema"],
@@ -85,24 +91,24 @@ class Provisioner:
         self.physical[logical_id] = {"Ref": logical_id, "Arn": arn}
 
     def _kms_key(self, logical_id: str, props: Mapping[str, Any]) -> None:
-        meta = self.session.client("kms").create_key(
+        meta = self.client("kms").create_key(
             KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"), KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
             Description=str(self.resolve(props.get("Description", logical_id))))["KeyMetadata"]
         self.physical[logical_id] = {"Ref": meta["KeyId"], "Arn": meta["Arn"], "KeyId": meta["KeyId"]}
 
     def _kms_alias(self, logical_id: str, props: Mapping[str, Any]) -> None:
         name = str(self.resolve(props["AliasName"]))
-        self.session.client("kms").create_alias(AliasName=name, TargetKeyId=str(self.resolve(props["TargetKeyId"])))
+        self.client("kms").create_alias(AliasName=name, TargetKeyId=str(self.resolve(props["TargetKeyId"])))
         self.physical[logical_id] = {"Ref": name}
 
     def _secretsmanager_secret(self, logical_id: str, props: Mapping[str, Any]) -> None:
         secret = base64.b64encode(os.urandom(32)).decode()
-        arn = self.session.client("secretsmanager").create_secret(Name=logical_id, SecretString=secret)["ARN"]
+        arn = self.client("secretsmanager").create_secret(Name=logical_id, SecretString=secret)["ARN"]
         self.physical[logical_id] = {"Ref": arn, "Arn": arn, "Id": arn}
 
     def _s3_bucket(self, logical_id: str, props: Mapping[str, Any]) -> None:
         name = logical_id.lower()
-        s3 = self.session.client("s3")
+        s3 = self.client("s3")
         s3.create_bucket(Bucket=name)
         versioning = props.get("VersioningConfiguration")
         if versioning:

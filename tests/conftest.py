@@ -71,13 +71,12 @@ class Aws:
 @pytest.fixture
 def aws(template: dict[str, Any], authority: LocalAuthority, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
     """moto with the template's tables, key, secret and buckets; the functions' environment set from it."""
-    import boto3
     from moto import mock_aws
 
     moto_kms.apply()
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
-        session = boto3.session.Session(region_name="us-east-1")
+        session = wiring.aws_session()
         provisioner = Provisioner(session, template, local_parameters(PUBLIC_BASE_URL, authority))
         physical = provisioner.create_all()
         environment = provisioner.function_environment()

@@ -33,11 +33,7 @@ class Container:
 
     @cached_property
     def session(self) -> Any:
-        if self._session is not None:
-            return self._session
-        import boto3
-
-        return boto3.session.Session()
+        return self._session if self._session is not None else aws_session()
 
     def client(self, service: str) -> Any:
         from botocore.config import Config
@@ -150,6 +146,14 @@ class Container:
             clock=self.clock,
             default_mode=self.settings.default_signing_mode,
         )
+
+
+@functools.cache
+def aws_session() -> Any:
+    """One boto3 session per process: its service models load once, whatever the container."""
+    import boto3
+
+    return boto3.session.Session()
 
 
 @functools.cache

@@ -54,7 +54,7 @@ def authorizer_event(token: str | None, cert: Issued | None, *, scheme: str = "B
     headers.update(extra_headers or {})
     event.update(headers=headers, multiValueHeaders={k: [v] for k, v in headers.items()},
                  httpMethod=method, path=path, resource=path,
-                 methodArn=event["methodArn"].rsplit("/", 5)[0] + f"/{method}{path}")
+                 methodArn=f"arn:aws:execute-api:us-east-1:123456789012:local/v1/{method}{path}")
     event["requestContext"]["identity"]["clientCert"] = client_cert_context(cert.pem()) if cert else None
     return event
 

@@ -1,0 +1,78 @@
+"""The end-to-end tier: the local stack (``python -m local.stack``) in its own process, called over HTTPS + mTLS."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from local.authority import LocalAuthority
+from local.client import SignerClient
+from local.stack import free_port
+from tests.conftest import ROOT
+
+
+def _wait_for(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the local stack exited with {process.returncode}")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError("the local stack did not start in time")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    directory = tmp_path_factory.mktemp("local")
+    port, authority_port = free_port(), free_port()
+    log = (directory / "stack.log").open("wb")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
+    environment.pop("AWS_ENDPOINT_URL", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.stack", "--dir", str(directory), "--port", str(port),
+         "--authority-port", str(authority_port)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment)
+    try:
+        _wait_for(port, process, time.monotonic() + 60)
+        _wait_for(authority_port, process, time.monotonic() + 10)
+        info = json.loads((directory / "stack.json").read_text())
+        info["dir"] = str(directory)
+        yield info
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def stack_authority(stack: dict[str, Any]) -> LocalAuthority:
+    """The stack's own Authority key, to craft tokens the token endpoint would never issue."""
+    return LocalAuthority(Path(stack["dir"]) / "authority.key")
+
+
+@pytest.fixture
+def client(stack: dict[str, Any]) -> SignerClient:
+    return SignerClient(stack)
+
+
+def session_for(stack: dict[str, Any], identity: str | None) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = stack["ca"]
+    if identity:
+        session.cert = (stack["clients"][identity]["cert"], stack["clients"][identity]["key"])
+    return session
