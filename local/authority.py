@@ -45,8 +45,13 @@ class LocalAuthority:
             key = serialization.load_pem_private_key(key_path.read_bytes(), None)
         else:
             key = ec.generate_private_key(ec.SECP256R1())
-            key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
+            key_path.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
             key_path.chmod(0o600)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         self.key = key
@@ -56,17 +61,34 @@ class LocalAuthority:
 
     def mint(self, claims: Mapping[str, Any], *, headers: Mapping[str, Any] | None = None) -> str:
         """Sign arbitrary claims with the Authority key (tests use it to craft bad tokens too)."""
-        return jwt.encode(dict(claims), self.key, algorithm="ES256", headers={"kid": self.kid, **(headers or {})})
+        return jwt.encode(
+            dict(claims), self.key, algorithm="ES256", headers={"kid": self.kid, **(headers or {})}
+        )
 
-    def claims_for(self, client_id: str, *, cnf: Mapping[str, str], scopes: set[str] | None = None,
-                   now: float | None = None) -> dict[str, Any]:
+    def claims_for(
+        self,
+        client_id: str,
+        *,
+        cnf: Mapping[str, str],
+        scopes: set[str] | None = None,
+        now: float | None = None,
+    ) -> dict[str, Any]:
         client = CLIENTS[client_id]
         now = int(now if now is not None else time.time())
         granted = client["scopes"] if scopes is None else (scopes & client["scopes"])
         return {
-            "iss": self.issuer, "sub": client_id, "client_id": client_id, "aud": "signer",
-            "iat": now, "nbf": now, "exp": now + TOKEN_LIFETIME, "jti": str(uuid.uuid4()),
-            "scope": " ".join(sorted(granted)), "tid": client["tid"], "inst": client["inst"], "cnf": dict(cnf),
+            "iss": self.issuer,
+            "sub": client_id,
+            "client_id": client_id,
+            "aud": "signer",
+            "iat": now,
+            "nbf": now,
+            "exp": now + TOKEN_LIFETIME,
+            "jti": str(uuid.uuid4()),
+            "scope": " ".join(sorted(granted)),
+            "tid": client["tid"],
+            "inst": client["inst"],
+            "cnf": dict(cnf),
         }
 
     def token_for_certificate(self, cert_pem: str, requested_scopes: set[str] | None) -> dict[str, Any]:
@@ -76,10 +98,15 @@ class LocalAuthority:
         client_id = str(common_names[0].value) if common_names else ""
         if client_id not in CLIENTS:
             return {"error": "invalid_client"}
-        claims = self.claims_for(client_id, cnf={"x5t#S256": certificate_thumbprint(cert_pem)},
-                                 scopes=requested_scopes)
-        return {"access_token": self.mint(claims), "token_type": "Bearer", "expires_in": TOKEN_LIFETIME,
-                "scope": claims["scope"]}
+        claims = self.claims_for(
+            client_id, cnf={"x5t#S256": certificate_thumbprint(cert_pem)}, scopes=requested_scopes
+        )
+        return {
+            "access_token": self.mint(claims),
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME,
+            "scope": claims["scope"],
+        }
 
 
 def handler_for(authority: LocalAuthority) -> type:

@@ -37,8 +37,11 @@ class SignerClient:
         self.http.cert = (identity["cert"], identity["key"])
 
     def token(self, scope: str = "signer.sign") -> str:
-        answer = self.http.post(self.stack["authority"] + "/token",
-                                data={"grant_type": "client_credentials", "scope": scope}, timeout=10)
+        answer = self.http.post(
+            self.stack["authority"] + "/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            timeout=10,
+        )
         answer.raise_for_status()
         return str(answer.json()["access_token"])
 
@@ -103,13 +106,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "keys":
         print(json.dumps(client.call("GET", "/api/v1/signer/keys", client.token()).json(), indent=2))
         return
-    predicate = (json.loads(args.predicate.read_text()) if args.predicate
-                 else {"file": args.file.name, "size": args.file.stat().st_size})
+    predicate = (
+        json.loads(args.predicate.read_text())
+        if args.predicate
+        else {"file": args.file.name, "size": args.file.stat().st_size}
+    )
     result = client.sign_file(args.file, args.predicate_type, predicate)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
-    summary = {"verified": True, "auditId": result["auditId"], "bundleSha256": result["bundleSha256"],
-               "keyid": result["bundle"]["dsse"]["signatures"][0]["keyid"]}
+    summary = {
+        "verified": True,
+        "auditId": result["auditId"],
+        "bundleSha256": result["bundleSha256"],
+        "keyid": result["bundle"]["dsse"]["signatures"][0]["keyid"],
+    }
     json.dump(summary, sys.stdout, indent=2)
     print()
 

@@ -93,24 +93,31 @@ class Api:
         for kind, spec in (api.get("GatewayResponses") or {}).items():
             headers = dict((spec.get("ResponseParameters") or {}).get("Headers") or {})
             templates = spec.get("ResponseTemplates") or {}
-            self.responses[kind] = GatewayResponse(int(spec.get("StatusCode", 0)), headers,
-                                                   next(iter(templates.values()), ""))
+            self.responses[kind] = GatewayResponse(
+                int(spec.get("StatusCode", 0)), headers, next(iter(templates.values()), "")
+            )
         for resource in resources.values():  # the raw AWS::ApiGateway::GatewayResponse form
             if resource["Type"] == "AWS::ApiGateway::GatewayResponse":
                 props = resource["Properties"]
-                headers = {k.removeprefix("gatewayresponse.header."): v
-                           for k, v in (props.get("ResponseParameters") or {}).items()}
+                headers = {
+                    k.removeprefix("gatewayresponse.header."): v
+                    for k, v in (props.get("ResponseParameters") or {}).items()
+                }
                 templates = props.get("ResponseTemplates") or {}
                 self.responses[props["ResponseType"]] = GatewayResponse(
-                    int(props.get("StatusCode", 0)), headers, next(iter(templates.values()), ""))
+                    int(props.get("StatusCode", 0)), headers, next(iter(templates.values()), "")
+                )
 
     def route(self, method: str, path: str) -> Route | None:
         return next((r for r in self.routes if r.method == method and r.path == path), None)
 
-    def render(self, kind: str, context: Mapping[str, Any], default_status: int) -> tuple[int, dict[str, str], bytes]:
+    def render(
+        self, kind: str, context: Mapping[str, Any], default_status: int
+    ) -> tuple[int, dict[str, str], bytes]:
         """A gateway response as API Gateway renders it (mapping expressions and $context.authorizer.*)."""
         response = self.responses.get(kind) or self.responses.get(
-            "DEFAULT_5XX" if default_status >= 500 else "DEFAULT_4XX")
+            "DEFAULT_5XX" if default_status >= 500 else "DEFAULT_4XX"
+        )
         if response is None:
             return default_status, {"Content-Type": "application/json"}, b'{"message":"error"}'
 
@@ -123,7 +130,9 @@ class Api:
 
         headers = {name: value(str(expr)) for name, expr in response.headers.items()}
         headers = {k: v for k, v in headers.items() if v}
-        body = re.sub(r"\$context\.authorizer\.(\w+)", lambda m: str(context.get(m.group(1), "")), response.template)
+        body = re.sub(
+            r"\$context\.authorizer\.(\w+)", lambda m: str(context.get(m.group(1), "")), response.template
+        )
         return response.status or default_status, headers, body.encode()
 
 
@@ -136,8 +145,10 @@ def client_cert_context(pem: str | None) -> dict[str, Any] | None:
         "subjectDN": cert.subject.rfc4514_string(),
         "issuerDN": cert.issuer.rfc4514_string(),
         "serialNumber": format(cert.serial_number, "x"),
-        "validity": {"notBefore": cert.not_valid_before_utc.strftime("%b %d %H:%M:%S %Y GMT"),
-                     "notAfter": cert.not_valid_after_utc.strftime("%b %d %H:%M:%S %Y GMT")},
+        "validity": {
+            "notBefore": cert.not_valid_before_utc.strftime("%b %d %H:%M:%S %Y GMT"),
+            "notAfter": cert.not_valid_after_utc.strftime("%b %d %H:%M:%S %Y GMT"),
+        },
     }
 
 
@@ -149,8 +160,15 @@ class Gateway:
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         return self.handlers[function](event, LambdaContext(function))
 
-    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes,
-               client_cert_pem: str | None, source_ip: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+    def handle(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        client_cert_pem: str | None,
+        source_ip: str = "127.0.0.1",
+    ) -> tuple[int, dict[str, str], bytes]:
         url = urlsplit(target)
         path = url.path
         query = dict(parse_qsl(url.query, keep_blank_values=True))
@@ -161,26 +179,42 @@ class Gateway:
             return self.api.render("REQUEST_TOO_LARGE", {}, 413)
         request_id = str(uuid.uuid4())
         lowered = {k.lower() for k in headers}
-        identity = {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", ""),
-                    "clientCert": client_cert_context(client_cert_pem)}
+        identity = {
+            "sourceIp": source_ip,
+            "userAgent": headers.get("User-Agent", ""),
+            "clientCert": client_cert_context(client_cert_pem),
+        }
         request_context = {
-            "accountId": ACCOUNT, "apiId": API_ID, "stage": STAGE, "requestId": request_id,
-            "resourcePath": route.path, "httpMethod": method, "path": path, "protocol": "HTTP/1.1",
-            "domainName": "127.0.0.1", "requestTimeEpoch": int(time.time() * 1000), "identity": identity,
+            "accountId": ACCOUNT,
+            "apiId": API_ID,
+            "stage": STAGE,
+            "requestId": request_id,
+            "resourcePath": route.path,
+            "httpMethod": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "domainName": "127.0.0.1",
+            "requestTimeEpoch": int(time.time() * 1000),
+            "identity": identity,
         }
         common = {
-            "resource": route.path, "path": path, "httpMethod": method, "headers": dict(headers),
+            "resource": route.path,
+            "path": path,
+            "httpMethod": method,
+            "headers": dict(headers),
             "multiValueHeaders": {k: [v] for k, v in headers.items()},
             "queryStringParameters": query or None,
             "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
-            "pathParameters": None, "stageVariables": None,
+            "pathParameters": None,
+            "stageVariables": None,
         }
         if any(h.lower() not in lowered for h in self.api.identity_headers):
             return self.api.render("UNAUTHORIZED", {}, 401)
         authorizer_event = {
             "type": "REQUEST",
             "methodArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/{method}{route.path}",
-            **common, "requestContext": request_context,
+            **common,
+            "requestContext": request_context,
         }
         started = time.perf_counter()
         try:
@@ -194,11 +228,18 @@ class Gateway:
             return self.api.render("ACCESS_DENIED", context, 403)
         proxy_event = {
             **common,
-            "body": base64.b64encode(body).decode() if body and not _is_text(headers) else body.decode() or None,
+            "body": base64.b64encode(body).decode()
+            if body and not _is_text(headers)
+            else body.decode() or None,
             "isBase64Encoded": bool(body) and not _is_text(headers),
-            "requestContext": {**request_context, "authorizer": {
-                **context, "principalId": decision["principalId"],
-                "integrationLatency": int((time.perf_counter() - started) * 1000)}},
+            "requestContext": {
+                **request_context,
+                "authorizer": {
+                    **context,
+                    "principalId": decision["principalId"],
+                    "integrationLatency": int((time.perf_counter() - started) * 1000),
+                },
+            },
         }
         try:
             answer = self.invoke(route.function, proxy_event)
@@ -230,8 +271,9 @@ def handler_for(gateway: Gateway, log: Any = None) -> type:
             length = int(self.headers.get("Content-Length", "0") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k: v for k, v in self.headers.items()}
-            status, out_headers, data = gateway.handle(self.command, self.path, headers, body,
-                                                       peer_certificate_pem(self), self.client_address[0])
+            status, out_headers, data = gateway.handle(
+                self.command, self.path, headers, body, peer_certificate_pem(self), self.client_address[0]
+            )
             self.send_response(status)
             for name, value in out_headers.items():
                 if name.lower() not in ("content-length", "connection"):

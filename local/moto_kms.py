@@ -16,10 +16,17 @@ import json
 from typing import Any
 
 _MAX_RAW_BYTES = 4096
-_DIGEST_BYTES = {"ECDSA_SHA_256": 32, "ECDSA_SHA_384": 48, "ECDSA_SHA_512": 64,
-                 "RSASSA_PSS_SHA_256": 32, "RSASSA_PSS_SHA_384": 48, "RSASSA_PSS_SHA_512": 64,
-                 "RSASSA_PKCS1_V1_5_SHA_256": 32, "RSASSA_PKCS1_V1_5_SHA_384": 48,
-                 "RSASSA_PKCS1_V1_5_SHA_512": 64}
+_DIGEST_BYTES = {
+    "ECDSA_SHA_256": 32,
+    "ECDSA_SHA_384": 48,
+    "ECDSA_SHA_512": 64,
+    "RSASSA_PSS_SHA_256": 32,
+    "RSASSA_PSS_SHA_384": 48,
+    "RSASSA_PSS_SHA_512": 64,
+    "RSASSA_PKCS1_V1_5_SHA_256": 32,
+    "RSASSA_PKCS1_V1_5_SHA_384": 48,
+    "RSASSA_PKCS1_V1_5_SHA_512": 64,
+}
 _patched = False
 
 
@@ -65,7 +72,9 @@ def apply() -> None:
         if key.key_state != "Enabled":
             raise KMSInvalidStateException(f"{key.arn} is {key.key_state}.")
         if key.key_usage != "SIGN_VERIFY":
-            raise InvalidKeyUsageException(f"{key.arn} key usage is {key.key_usage} which is not valid for Sign.")
+            raise InvalidKeyUsageException(
+                f"{key.arn} key usage is {key.key_usage} which is not valid for Sign."
+            )
         if algorithm not in key.signing_algorithms:
             raise ValidationException(f"SigningAlgorithm {algorithm} is not valid for {key.arn}.")
         if message_type == "DIGEST":
@@ -78,17 +87,27 @@ def apply() -> None:
             signature = key.private_key.sign(message, algorithm)
         else:
             raise ValidationException(f"MessageType {message_type} is not valid")
-        return json.dumps({"KeyId": key.arn, "Signature": base64.b64encode(signature).decode(),
-                           "SigningAlgorithm": algorithm})
+        return json.dumps(
+            {
+                "KeyId": key.arn,
+                "Signature": base64.b64encode(signature).decode(),
+                "SigningAlgorithm": algorithm,
+            }
+        )
 
     def get_public_key(self: Any) -> str:
         # AWS answers KeySpec (and the deprecated CustomerMasterKeySpec) and the key ARN.
         key_id = self._get_param("KeyId")
         self._validate_key_id(key_id)
         key, public_key = kms_backends[self.current_account][self.region].get_public_key(key_id)
-        answer = {"KeySpec": key.key_spec, "CustomerMasterKeySpec": key.key_spec, "KeyId": key.arn,
-                  "KeyUsage": key.key_usage, "PublicKey": base64.b64encode(public_key).decode(),
-                  "SigningAlgorithms": key.signing_algorithms}
+        answer = {
+            "KeySpec": key.key_spec,
+            "CustomerMasterKeySpec": key.key_spec,
+            "KeyId": key.arn,
+            "KeyUsage": key.key_usage,
+            "PublicKey": base64.b64encode(public_key).decode(),
+            "SigningAlgorithms": key.signing_algorithms,
+        }
         if key.key_usage == "ENCRYPT_DECRYPT":
             answer["EncryptionAlgorithms"] = key.encryption_algorithms
         return json.dumps(answer)
@@ -96,4 +115,3 @@ def apply() -> None:
     KmsResponse.sign = sign
     KmsResponse.get_public_key = get_public_key
     _patched = True
-

@@ -41,7 +41,7 @@ _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     with path.open() as handle:
-        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(handle, Loader=_CfnLoader)
 
 
 class Provisioner:
@@ -64,13 +64,19 @@ class Provisioner:
 
     def create_all(self) -> dict[str, dict[str, str]]:
         resources = self.template["Resources"]
-        order = ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::KMS::Alias",
-                 "AWS::SecretsManager::Secret", "AWS::S3::Bucket"]
+        order = [
+            "AWS::DynamoDB::Table",
+            "AWS::KMS::Key",
+            "AWS::KMS::Alias",
+            "AWS::SecretsManager::Secret",
+            "AWS::S3::Bucket",
+        ]
         for kind in order:
             for logical_id, resource in resources.items():
                 if resource["Type"] == kind:
                     getattr(self, "_" + kind.split("::", 1)[1].replace("::", "_").lower())(
-                        logical_id, resource.get("Properties", {}))
+                        logical_id, resource.get("Properties", {})
+                    )
         return self.physical
 
     def _dynamodb_table(self, logical_id: str, props: Mapping[str, Any]) -> None:
@@ -86,14 +92,18 @@ class Provisioner:
         arn = client.create_table(**args)["TableDescription"]["TableArn"]
         ttl = props.get("TimeToLiveSpecification")
         if ttl and self.resolve(ttl.get("Enabled", False)) in (True, "true"):
-            client.update_time_to_live(TableName=logical_id, TimeToLiveSpecification={
-                "Enabled": True, "AttributeName": ttl["AttributeName"]})
+            client.update_time_to_live(
+                TableName=logical_id,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
         self.physical[logical_id] = {"Ref": logical_id, "Arn": arn}
 
     def _kms_key(self, logical_id: str, props: Mapping[str, Any]) -> None:
         meta = self.client("kms").create_key(
-            KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"), KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
-            Description=str(self.resolve(props.get("Description", logical_id))))["KeyMetadata"]
+            KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+            KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+            Description=str(self.resolve(props.get("Description", logical_id))),
+        )["KeyMetadata"]
         self.physical[logical_id] = {"Ref": meta["KeyId"], "Arn": meta["Arn"], "KeyId": meta["KeyId"]}
 
     def _kms_alias(self, logical_id: str, props: Mapping[str, Any]) -> None:
@@ -116,9 +126,9 @@ class Provisioner:
         self.physical[logical_id] = {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
 
     def resolve(self, value: Any) -> Any:
-        """Resolve ``Ref``/``Fn::GetAtt``/``Fn::Sub``/``Fn::If``-free values against parameters and resources."""
+        """Resolve ``Ref``, ``Fn::GetAtt`` and ``Fn::Sub`` against parameters and resources."""
         if isinstance(value, dict) and len(value) == 1:
-            (name, argument), = value.items()
+            ((name, argument),) = value.items()
             if name == "Ref":
                 if argument in self.parameters:
                     return self.parameters[argument]
@@ -132,17 +142,22 @@ class Provisioner:
                 return self.physical[resource][attribute]
             if name == "Fn::Sub" and isinstance(argument, str):
                 text = argument
-                for key, val in {**self.parameters, **{k: v["Ref"] for k, v in self.physical.items()},
-                                 "AWS::Region": self.session.region_name, "AWS::AccountId": "123456789012",
-                                 "AWS::Partition": "aws"}.items():
+                for key, val in {
+                    **self.parameters,
+                    **{k: v["Ref"] for k, v in self.physical.items()},
+                    "AWS::Region": self.session.region_name,
+                    "AWS::AccountId": "123456789012",
+                    "AWS::Partition": "aws",
+                }.items():
                     text = text.replace("${" + key + "}", str(val))
                 return text
         return value
 
     def function_environment(self, function: str | None = None) -> dict[str, str]:
         """The environment the template gives its functions (Globals, then the function's own)."""
-        variables = dict(self.template.get("Globals", {}).get("Function", {})
-                         .get("Environment", {}).get("Variables", {}))
+        variables = dict(
+            self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        )
         if function:
             own = self.template["Resources"][function].get("Properties", {}).get("Environment", {})
             variables.update(own.get("Variables", {}))

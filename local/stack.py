@@ -27,10 +27,12 @@ def local_parameters(base_url: str, authority: Any) -> dict[str, str]:
         "AuthorityIssuer": authority.issuer,
         "AuthorityJwks": json.dumps(authority.jwks),
         "LicensingIssuer": "https://licensing.stellaops.local",
-        "Plans": json.dumps({
-            "dev": {"qps": 2, "concurrency": 1, "maxArtifactBytes": 65536, "dailySignatures": 20},
-            "pro": {"qps": 10, "concurrency": 5, "maxArtifactBytes": 10485760, "dailySignatures": 10000},
-        }),
+        "Plans": json.dumps(
+            {
+                "dev": {"qps": 2, "concurrency": 1, "maxArtifactBytes": 65536, "dailySignatures": 20},
+                "pro": {"qps": 10, "concurrency": 5, "maxArtifactBytes": 10485760, "dailySignatures": 10000},
+            }
+        ),
         "ReleaseTrustedKeys": "",
         "ScannerRepositories": "127.0.0.1/stellaops/scanner",
         "RegistryAllowList": "127.0.0.1",
@@ -39,6 +41,8 @@ def local_parameters(base_url: str, authority: Any) -> dict[str, str]:
         "DomainName": "signer.local",
         "CertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/local",
     }
+
+
 CLIENTS = ("scanner-1", "auditor-1", "scanner-b", "intruder")
 
 
@@ -48,7 +52,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(directory: Path, port: int, authority_port: int, moto_port: int, quiet: bool = True) -> dict[str, Any]:
+def start(
+    directory: Path, port: int, authority_port: int, moto_port: int, quiet: bool = True
+) -> dict[str, Any]:
     """Start every component in this process; return what a client needs to call it."""
     sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
     from local import moto_kms
@@ -71,17 +77,22 @@ def start(directory: Path, port: int, authority_port: int, moto_port: int, quiet
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()
     endpoint = f"http://127.0.0.1:{moto_port}"
-    os.environ.update({
-        "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-    })
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }
+    )
     import boto3
 
     authority = LocalAuthority(directory / "authority.key")
     base_url = f"https://127.0.0.1:{port}"
     template = load_template()
-    provisioner = Provisioner(boto3.session.Session(region_name="us-east-1"), template,
-                              local_parameters(base_url, authority))
+    provisioner = Provisioner(
+        boto3.session.Session(region_name="us-east-1"), template, local_parameters(base_url, authority)
+    )
     physical = provisioner.create_all()
     environment = provisioner.function_environment()
     os.environ.update(environment)
@@ -91,8 +102,9 @@ def start(directory: Path, port: int, authority_port: int, moto_port: int, quiet
 
     gateway = Gateway(template)
     gateway_server = MutualTlsServer(port, gateway_handler(gateway), server_context(pki, server_identity))
-    authority_server = MutualTlsServer(authority_port, authority_handler(authority),
-                                       server_context(pki, server_identity))
+    authority_server = MutualTlsServer(
+        authority_port, authority_handler(authority), server_context(pki, server_identity)
+    )
     gateway_server.start()
     authority_server.start()
     info = {
@@ -117,22 +129,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--aws-port", type=int, default=0, help="moto server port (0: any free port)")
     parser.add_argument("--verbose", action="store_true", help="show the functions' logs and metrics")
     args = parser.parse_args(argv)
-    info = start(args.dir, args.port, args.authority_port, args.aws_port or free_port(), quiet=not args.verbose)
+    info = start(
+        args.dir, args.port, args.authority_port, args.aws_port or free_port(), quiet=not args.verbose
+    )
     client = info["clients"]["scanner-1"]
-    print(f"""Stella Ops Signer (local) on {info['signer']}  —  mTLS required, CA {info['ca']}
-  Authority    {info['authority']}/token   (client credentials, mTLS client auth)
-  AWS (moto)   {info['aws']}
-  Stack facts  {args.dir / 'stack.json'}
+    print(
+        f"""Stella Ops Signer (local) on {info["signer"]}  —  mTLS required, CA {info["ca"]}
+  Authority    {info["authority"]}/token   (client credentials, mTLS client auth)
+  AWS (moto)   {info["aws"]}
+  Stack facts  {args.dir / "stack.json"}
 
 Sign a file end to end (token, mTLS, verification of the answer):
   .venv/bin/signer-client sign README.md
 
 Or with curl:
-  TOKEN=$(curl -s --cacert {info['ca']} --cert {client['cert']} --key {client['key']} \\
-    -d grant_type=client_credentials -d scope=signer.sign {info['authority']}/token | python3 -c 'import json,sys;print(json.load(sys.stdin)["access_token"])')
-  curl --cacert {info['ca']} --cert {client['cert']} --key {client['key']} -H "Authorization: Bearer $TOKEN" \\
-    {info['signer']}/api/v1/signer/keys
-Ctrl-C stops it.""", flush=True)
+  TOKEN=$(curl -s --cacert {info["ca"]} --cert {client["cert"]} --key {client["key"]} \\
+    -d grant_type=client_credentials -d scope=signer.sign {info["authority"]}/token \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl --cacert {info["ca"]} --cert {client["cert"]} --key {client["key"]} \\
+    -H "Authorization: Bearer $TOKEN" {info["signer"]}/api/v1/signer/keys
+Ctrl-C stops it.""",
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,4 +1,4 @@
-"""Fixtures shared by every tier: the dev PKI, the local Authority, and moto provisioned from template.yaml."""
+"""Fixtures for every tier: the dev PKI, the local Authority, moto provisioned from template.yaml."""
 
 from __future__ import annotations
 
@@ -22,9 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_BASE_URL = "https://signer.example.com"
 
 # The tests never reach a real AWS account: credentials are fake and every client is moto's.
-os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                   "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true",
-                   "POWERTOOLS_LOG_LEVEL": "WARNING"})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+)
 os.environ.pop("AWS_PROFILE", None)
 
 
@@ -69,7 +75,9 @@ class Aws:
 
 
 @pytest.fixture
-def aws(template: dict[str, Any], authority: LocalAuthority, monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+def aws(
+    template: dict[str, Any], authority: LocalAuthority, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Aws]:
     """moto with the template's tables, key, secret and buckets; the functions' environment set from it."""
     from moto import mock_aws
 

@@ -60,13 +60,18 @@ def correlation_id(headers: Mapping[str, str] | None) -> str:
     return str(uuid.uuid4())
 
 
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', "'")
+_NOT_TEMPLATE_SAFE = re.compile(r'["\\]|[^\x20-\x7e]')
+
+
+def template_safe(text: str, limit: int = 200) -> str:
+    """Text a gateway response template may substitute into JSON: no quote, backslash or control
+    character (gateway templates cannot escape), and bounded, since details may echo the caller."""
+    return _NOT_TEMPLATE_SAFE.sub("'", text)[:limit]
 
 
 def challenge(error: AuthenticationError) -> str:
     """The ``WWW-Authenticate`` value for a 401 (RFC 6750 §3, RFC 9449 §7.1)."""
-    parts = [f'error="{error.code}"', f'error_description="{_quote(error.detail)}"']
+    parts = [f'error="{error.code}"', f'error_description="{template_safe(error.detail)}"']
     if error.scheme == "DPoP":
         parts.append(f'algs="{DPOP_ALGORITHMS}"')
     return f"{error.scheme} " + ", ".join(parts)
@@ -182,7 +187,7 @@ def denial_context(error: SignerError, correlation: str) -> dict[str, str]:
     return {
         "errorCode": error.code,
         "errorTitle": error.title,
-        "errorDetail": error.detail,
+        "errorDetail": template_safe(error.detail),
         "wwwAuthenticate": headers.get("WWW-Authenticate", ""),
         "dpopNonce": headers.get("DPoP-Nonce", ""),
         "correlationId": correlation,

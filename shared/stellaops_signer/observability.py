@@ -7,7 +7,7 @@ thumbprints and hashes instead.
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
 
 SERVICE = "signer"
 NAMESPACE = "StellaOps/Signer"
@@ -17,7 +17,6 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 def count_outcome(outcome: str) -> None:
-    """One ``Requests`` data point with the outcome (``ok`` or the error code) as dimension."""
-    with single_metric(name="Requests", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="service", value=SERVICE)
-        metric.add_dimension(name="outcome", value=outcome)
+    """Count a request and its outcome (``ok``, ``authenticated`` or the error code)."""
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=f"Outcome.{outcome}", unit=MetricUnit.Count, value=1)

@@ -1,4 +1,4 @@
-"""The end-to-end tier: the local stack (``python -m local.stack``) in its own process, called over HTTPS + mTLS."""
+"""The end-to-end tier: the local stack (``python -m local.stack``) in its own process, over HTTPS + mTLS."""
 
 from __future__ import annotations
 
@@ -40,9 +40,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
     environment.pop("AWS_ENDPOINT_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "local.stack", "--dir", str(directory), "--port", str(port),
-         "--authority-port", str(authority_port)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=environment)
+        [
+            sys.executable,
+            "-m",
+            "local.stack",
+            "--dir",
+            str(directory),
+            "--port",
+            str(port),
+            "--authority-port",
+            str(authority_port),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=environment,
+    )
     try:
         _wait_for(port, process, time.monotonic() + 60)
         _wait_for(authority_port, process, time.monotonic() + 10)

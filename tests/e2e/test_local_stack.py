@@ -57,8 +57,23 @@ def test_client_command_signs_a_file_end_to_end(stack: dict[str, Any], tmp_path:
     target.write_text('{"findings": []}')
     (tmp_path / "stack.json").write_text(json.dumps(stack))
     out = tmp_path / "answer.json"
-    run = subprocess.run([sys.executable, "-m", "local.client", "--stack", str(tmp_path / "stack.json"), "sign",
-                          str(target), "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "local.client",
+            "--stack",
+            str(tmp_path / "stack.json"),
+            "sign",
+            str(target),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["verified"] is True
     answer = json.loads(out.read_text())
@@ -80,8 +95,9 @@ def test_connection_without_a_client_certificate_is_refused_in_the_handshake(sta
         session_for(stack, None).post(stack["signer"] + SIGN, json=BODY, timeout=10)
 
 
-def test_client_certificate_from_another_ca_is_refused_in_the_handshake(stack: dict[str, Any],
-                                                                        tmp_path: Path) -> None:
+def test_client_certificate_from_another_ca_is_refused_in_the_handshake(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
     from local.pki import DevPki
 
     stranger = DevPki(tmp_path / "other-pki").issue("scanner-1")
@@ -94,8 +110,9 @@ def test_client_certificate_from_another_ca_is_refused_in_the_handshake(stack: d
 def test_token_bound_to_another_certificate_is_refused(stack: dict[str, Any], stack_authority: Any) -> None:
     token = stack_authority.mint(_cert_claims(stack, stack_authority, "scanner-b"))
     session = session_for(stack, "scanner-1")
-    answer = session.post(stack["signer"] + SIGN, json=BODY, headers={"Authorization": f"Bearer {token}"},
-                          timeout=10)
+    answer = session.post(
+        stack["signer"] + SIGN, json=BODY, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     assert "another client certificate" in _unauthorized(answer)["detail"]
 
 
@@ -105,45 +122,59 @@ def test_token_issued_to_another_client_cannot_be_replayed_by_this_one(stack: di
     _unauthorized(answer)
 
 
-@pytest.mark.parametrize("change", [
-    pytest.param({"aud": "attestor"}, id="wrong audience"),
-    pytest.param({"aud": ["signer", "attestor"]}, id="multi audience"),
-    pytest.param({"iss": "https://evil.example"}, id="wrong issuer"),
-    pytest.param({"exp": int(time.time()) - 120, "iat": int(time.time()) - 400, "nbf": int(time.time()) - 400},
-                 id="expired"),
-])
-def test_tokens_breaking_a_claim_rule_are_refused(stack: dict[str, Any], stack_authority: Any,
-                                                  change: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"aud": "attestor"}, id="wrong audience"),
+        pytest.param({"aud": ["signer", "attestor"]}, id="multi audience"),
+        pytest.param({"iss": "https://evil.example"}, id="wrong issuer"),
+        pytest.param(
+            {"exp": int(time.time()) - 120, "iat": int(time.time()) - 400, "nbf": int(time.time()) - 400},
+            id="expired",
+        ),
+    ],
+)
+def test_tokens_breaking_a_claim_rule_are_refused(
+    stack: dict[str, Any], stack_authority: Any, change: dict[str, Any]
+) -> None:
     token = stack_authority.mint({**_cert_claims(stack, stack_authority), **change})
-    answer = session_for(stack, "scanner-1").post(stack["signer"] + SIGN, json=BODY,
-                                                  headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    answer = session_for(stack, "scanner-1").post(
+        stack["signer"] + SIGN, json=BODY, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     _unauthorized(answer)
 
 
 def test_alg_none_token_is_refused(stack: dict[str, Any], stack_authority: Any) -> None:
-    token = jwt.encode(_cert_claims(stack, stack_authority), None, algorithm="none",
-                       headers={"kid": stack_authority.kid})
-    answer = session_for(stack, "scanner-1").post(stack["signer"] + SIGN, json=BODY,
-                                                  headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    token = jwt.encode(
+        _cert_claims(stack, stack_authority), None, algorithm="none", headers={"kid": stack_authority.kid}
+    )
+    answer = session_for(stack, "scanner-1").post(
+        stack["signer"] + SIGN, json=BODY, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
     _unauthorized(answer)
 
 
-def test_hs256_token_keyed_with_the_authority_public_key_is_refused(stack: dict[str, Any],
-                                                                    stack_authority: Any) -> None:
+def test_hs256_token_keyed_with_the_authority_public_key_is_refused(
+    stack: dict[str, Any], stack_authority: Any
+) -> None:
     import hmac
 
     from cryptography.hazmat.primitives import serialization
 
     from stellaops_signer.domain.tokens import b64url
 
-    secret = stack_authority.key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    secret = stack_authority.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     header = b64url(json.dumps({"alg": "HS256", "kid": stack_authority.kid}).encode())
     payload = b64url(json.dumps(_cert_claims(stack, stack_authority)).encode())
     mac = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
     answer = session_for(stack, "scanner-1").post(
-        stack["signer"] + SIGN, json=BODY, headers={"Authorization": f"Bearer {header}.{payload}.{b64url(mac)}"},
-        timeout=10)
+        stack["signer"] + SIGN,
+        json=BODY,
+        headers={"Authorization": f"Bearer {header}.{payload}.{b64url(mac)}"},
+        timeout=10,
+    )
     _unauthorized(answer)
 
 
@@ -163,7 +194,9 @@ def test_tenant_header_for_another_tenant_is_forbidden(client: SignerClient) -> 
 
 @pytest.mark.parametrize("data", [b"{not json", b"[]", json.dumps({**BODY, "subject": []}).encode()])
 def test_malformed_requests_are_400_not_500(client: SignerClient, data: bytes) -> None:
-    answer = client.call("POST", SIGN, client.token(), data=data, headers={"Content-Type": "application/json"})
+    answer = client.call(
+        "POST", SIGN, client.token(), data=data, headers={"Content-Type": "application/json"}
+    )
     _problem(answer, 400, "invalid_request")
 
 
@@ -180,6 +213,9 @@ def test_tls_is_at_least_1_2(stack: dict[str, Any]) -> None:
     context.load_cert_chain(stack["clients"]["scanner-1"]["cert"], stack["clients"]["scanner-1"]["key"])
     context.maximum_version = ssl.TLSVersion.TLSv1_1
     host, port = stack["signer"].removeprefix("https://").split(":")
-    with pytest.raises((ssl.SSLError, OSError)), socket.create_connection((host, int(port)), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname=host):
+    with (
+        pytest.raises((ssl.SSLError, OSError)),
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=host),
+    ):
         pass

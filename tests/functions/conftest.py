@@ -27,11 +27,19 @@ Handler = Callable[[dict[str, Any]], Any]
 @pytest.fixture(scope="session")
 def handlers() -> dict[str, Handler]:
     loaded = {name: load_handler(f"functions/{name}", name) for name in FUNCTIONS}
-    return {name: (lambda event, h=h, n=name: h(event, LambdaContext(FUNCTIONS[n]))) for name, h in loaded.items()}
+    return {
+        name: (lambda event, h=h, n=name: h(event, LambdaContext(FUNCTIONS[n]))) for name, h in loaded.items()
+    }
 
 
-def token_for(authority: LocalAuthority, cert: Issued | None, *, client: str = "scanner-1",
-              headers: dict[str, Any] | None = None, **overrides: Any) -> str:
+def token_for(
+    authority: LocalAuthority,
+    cert: Issued | None,
+    *,
+    client: str = "scanner-1",
+    headers: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> str:
     """A fresh OpTok bound to ``cert``; ``overrides`` replace claims (None removes one)."""
     cnf = {"x5t#S256": certificate_thumbprint(cert.pem())} if cert else {"jkt": "A" * 43}
     claims = authority.claims_for(client, cnf=cnf)
@@ -44,23 +52,39 @@ def token_for(authority: LocalAuthority, cert: Issued | None, *, client: str = "
     return authority.mint(claims, headers=headers)
 
 
-def authorizer_event(token: str | None, cert: Issued | None, *, scheme: str = "Bearer",
-                     method: str = "POST", path: str = "/api/v1/signer/sign/dsse",
-                     extra_headers: dict[str, str] | None = None) -> dict[str, Any]:
+def authorizer_event(
+    token: str | None,
+    cert: Issued | None,
+    *,
+    scheme: str = "Bearer",
+    method: str = "POST",
+    path: str = "/api/v1/signer/sign/dsse",
+    extra_headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     event = copy.deepcopy(load_event("authenticate/authorizer-sign-mtls.json"))
     headers = {k: v for k, v in event["headers"].items() if k != "Authorization"}
     if token is not None:
         headers["Authorization"] = f"{scheme} {token}"
     headers.update(extra_headers or {})
-    event.update(headers=headers, multiValueHeaders={k: [v] for k, v in headers.items()},
-                 httpMethod=method, path=path, resource=path,
-                 methodArn=f"arn:aws:execute-api:us-east-1:123456789012:local/v1/{method}{path}")
+    event.update(
+        headers=headers,
+        multiValueHeaders={k: [v] for k, v in headers.items()},
+        httpMethod=method,
+        path=path,
+        resource=path,
+        methodArn=f"arn:aws:execute-api:us-east-1:123456789012:local/v1/{method}{path}",
+    )
     event["requestContext"]["identity"]["clientCert"] = client_cert_context(cert.pem()) if cert else None
     return event
 
 
-def sign_event(body: Any, *, context: dict[str, Any] | None = None, headers: dict[str, str] | None = None,
-               raw_body: str | None = None) -> dict[str, Any]:
+def sign_event(
+    body: Any,
+    *,
+    context: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    raw_body: str | None = None,
+) -> dict[str, Any]:
     """The sign_dsse proxy event of events/, with a new body, authorizer context or headers."""
     import json
 

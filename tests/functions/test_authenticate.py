@@ -30,15 +30,18 @@ def _assert_refused(handlers: Any, event: dict[str, Any], code: str = "invalid_t
     return context
 
 
-def test_certificate_bound_token_over_mtls_is_allowed(aws: Any, handlers: Any, authority: Any, client_cert: Any) -> None:
+def test_certificate_bound_token_over_mtls_is_allowed(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     effect, context = _decide(handlers, authorizer_event(token_for(authority, client_cert), client_cert))
     assert effect == "Allow"
     assert context["tid"] == "tenant-a" and context["inst"] == "inst-1" and context["binding"] == "mtls"
     assert set(context["scope"].split()) == {"signer.sign", "signer.verify"}
 
 
-def test_allow_covers_only_the_requested_method_and_path(aws: Any, handlers: Any, authority: Any,
-                                                         client_cert: Any) -> None:
+def test_allow_covers_only_the_requested_method_and_path(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     answer = handlers["authenticate"](authorizer_event(token_for(authority, client_cert), client_cert))
     resources = answer["policyDocument"]["Statement"][0]["Resource"]
     assert resources == ["arn:aws:execute-api:us-east-1:123456789012:local/v1/POST/api/v1/signer/sign/dsse"]
@@ -54,19 +57,22 @@ def test_malformed_authorization_is_refused(aws: Any, handlers: Any, client_cert
     _assert_refused(handlers, event)
 
 
-def test_token_bound_to_another_certificate_is_refused(aws: Any, handlers: Any, authority: Any,
-                                                       client_cert: Any, other_cert: Any) -> None:
+def test_token_bound_to_another_certificate_is_refused(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any, other_cert: Any
+) -> None:
     context = _assert_refused(handlers, authorizer_event(token_for(authority, other_cert), client_cert))
     assert "another client certificate" in context["errorDetail"]
 
 
-def test_certificate_bound_token_without_client_certificate_is_refused(aws: Any, handlers: Any, authority: Any,
-                                                                       client_cert: Any) -> None:
+def test_certificate_bound_token_without_client_certificate_is_refused(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     _assert_refused(handlers, authorizer_event(token_for(authority, client_cert), None))
 
 
-def test_dpop_bound_token_sent_as_bearer_is_refused_as_downgrade(aws: Any, handlers: Any, authority: Any,
-                                                                 client_cert: Any) -> None:
+def test_dpop_bound_token_sent_as_bearer_is_refused_as_downgrade(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     context = _assert_refused(handlers, authorizer_event(token_for(authority, None), client_cert))
     assert "DPoP" in context["errorDetail"]
 
@@ -75,8 +81,9 @@ def test_unbound_bearer_token_is_refused(aws: Any, handlers: Any, authority: Any
     _assert_refused(handlers, authorizer_event(token_for(authority, client_cert, cnf=None), client_cert))
 
 
-def test_token_with_both_confirmation_members_is_refused(aws: Any, handlers: Any, authority: Any,
-                                                         client_cert: Any) -> None:
+def test_token_with_both_confirmation_members_is_refused(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     from stellaops_signer.domain.binding import certificate_thumbprint
 
     cnf = {"x5t#S256": certificate_thumbprint(client_cert.pem()), "jkt": "A" * 43}
@@ -95,28 +102,37 @@ def test_token_from_the_future_is_refused(aws: Any, handlers: Any, authority: An
     _assert_refused(handlers, authorizer_event(token, client_cert))
 
 
-def test_token_living_longer_than_the_maximum_is_refused(aws: Any, handlers: Any, authority: Any,
-                                                         client_cert: Any) -> None:
+def test_token_living_longer_than_the_maximum_is_refused(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     now = int(time.time())
     token = token_for(authority, client_cert, iat=now, exp=now + 601)
     _assert_refused(handlers, authorizer_event(token, client_cert))
 
 
-@pytest.mark.parametrize("claims", [
-    {"iss": "https://evil.example"},
-    {"aud": "scanner"},
-    {"aud": ["signer", "attestor"]},
-    {"aud": None},
-    {"tid": None},
-    {"inst": None},
-])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": "https://evil.example"},
+        {"aud": "scanner"},
+        {"aud": ["signer", "attestor"]},
+        {"aud": None},
+        {"tid": None},
+        {"inst": None},
+    ],
+)
 def test_token_with_wrong_issuer_audience_or_tenant_claims_is_refused(
-        aws: Any, handlers: Any, authority: Any, client_cert: Any, claims: dict[str, Any]) -> None:
+    aws: Any, handlers: Any, authority: Any, client_cert: Any, claims: dict[str, Any]
+) -> None:
     _assert_refused(handlers, authorizer_event(token_for(authority, client_cert, **claims), client_cert))
 
 
-def test_single_member_audience_list_is_accepted(aws: Any, handlers: Any, authority: Any, client_cert: Any) -> None:
-    effect, _ = _decide(handlers, authorizer_event(token_for(authority, client_cert, aud=["signer"]), client_cert))
+def test_single_member_audience_list_is_accepted(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
+    effect, _ = _decide(
+        handlers, authorizer_event(token_for(authority, client_cert, aud=["signer"]), client_cert)
+    )
     assert effect == "Allow"
 
 
@@ -127,14 +143,18 @@ def _claims(authority: Any, cert: Any) -> dict[str, Any]:
 
 
 def test_alg_none_token_is_refused(aws: Any, handlers: Any, authority: Any, client_cert: Any) -> None:
-    token = jwt.encode(_claims(authority, client_cert), None, algorithm="none", headers={"kid": authority.kid})
+    token = jwt.encode(
+        _claims(authority, client_cert), None, algorithm="none", headers={"kid": authority.kid}
+    )
     _assert_refused(handlers, authorizer_event(token, client_cert))
 
 
-def test_hs256_token_keyed_with_the_public_key_is_refused(aws: Any, handlers: Any, authority: Any,
-                                                          client_cert: Any) -> None:
+def test_hs256_token_keyed_with_the_public_key_is_refused(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     public_pem = authority.key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     import hashlib
     import hmac
     import json
@@ -148,23 +168,34 @@ def test_hs256_token_keyed_with_the_public_key_is_refused(aws: Any, handlers: An
     _assert_refused(handlers, authorizer_event(f"{header}.{payload}.{b64url(mac)}", client_cert))
 
 
-def test_token_signed_by_an_unknown_key_is_refused(aws: Any, handlers: Any, authority: Any, client_cert: Any) -> None:
+def test_token_signed_by_an_unknown_key_is_refused(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     stranger = ec.generate_private_key(ec.SECP256R1())
-    token = jwt.encode(_claims(authority, client_cert), stranger, algorithm="ES256", headers={"kid": authority.kid})
+    token = jwt.encode(
+        _claims(authority, client_cert), stranger, algorithm="ES256", headers={"kid": authority.kid}
+    )
     _assert_refused(handlers, authorizer_event(token, client_cert))
-    token = jwt.encode(_claims(authority, client_cert), stranger, algorithm="ES256", headers={"kid": "unknown"})
+    token = jwt.encode(
+        _claims(authority, client_cert), stranger, algorithm="ES256", headers={"kid": "unknown"}
+    )
     assert "unknown" in _assert_refused(handlers, authorizer_event(token, client_cert))["errorDetail"]
 
 
-def test_dpop_scheme_is_refused_until_dpop_lands(aws: Any, handlers: Any, authority: Any, client_cert: Any) -> None:
-    context = _assert_refused(handlers, authorizer_event(token_for(authority, None), client_cert, scheme="DPoP"))
+def test_dpop_scheme_is_refused_until_dpop_lands(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
+    context = _assert_refused(
+        handlers, authorizer_event(token_for(authority, None), client_cert, scheme="DPoP")
+    )
     assert context["wwwAuthenticate"].startswith("DPoP ")
 
 
-def test_denials_are_audited_without_the_token(aws: Any, handlers: Any, authority: Any, client_cert: Any,
-                                               other_cert: Any) -> None:
+def test_denials_are_audited_without_the_token(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any, other_cert: Any
+) -> None:
     token = token_for(authority, other_cert)
     _assert_refused(handlers, authorizer_event(token, client_cert))
     records = aws.audit_records()
@@ -173,8 +204,25 @@ def test_denials_are_audited_without_the_token(aws: Any, handlers: Any, authorit
     assert token not in str(records)
 
 
-def test_correlation_id_is_echoed_into_the_authorizer_context(aws: Any, handlers: Any, authority: Any,
-                                                              client_cert: Any) -> None:
-    event = authorizer_event(token_for(authority, client_cert), client_cert,
-                             extra_headers={"X-Correlation-Id": "trace-42"})
+def test_correlation_id_is_echoed_into_the_authorizer_context(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
+    event = authorizer_event(
+        token_for(authority, client_cert), client_cert, extra_headers={"X-Correlation-Id": "trace-42"}
+    )
     assert _decide(handlers, event)[1]["correlationId"] == "trace-42"
+
+
+def test_denial_context_is_safe_for_gateway_templates(aws: Any, handlers: Any, authority: Any,
+                                                      client_cert: Any) -> None:
+    import json
+
+    from stellaops_signer.domain.tokens import b64url
+
+    header = b64url(json.dumps({"alg": 'x"}, "status": 200, "a\\\n'}).encode())
+    payload = b64url(json.dumps(_claims(authority, client_cert)).encode())
+    context = _assert_refused(handlers, authorizer_event(f"{header}.{payload}.c2ln", client_cert))
+    assert context["wwwAuthenticate"].count('"') == 4
+    assert '"' not in context["errorDetail"] and "\\" not in context["errorDetail"]
+    rendered = '{"detail":"' + context["errorDetail"] + '"}'
+    assert json.loads(rendered)["detail"] == context["errorDetail"]

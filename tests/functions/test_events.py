@@ -29,8 +29,9 @@ def test_every_function_has_events_for_both_entry_shapes() -> None:
 
 def _fresh_token_for_event(authority: Any, event: dict[str, Any]) -> str:
     """A valid token bound to the certificate the event file carries."""
-    cert_pem = load_event("authenticate/authorizer-sign-mtls.json")["requestContext"]["identity"]["clientCert"][
-        "clientCertPem"]
+    cert_pem = load_event("authenticate/authorizer-sign-mtls.json")["requestContext"]["identity"][
+        "clientCert"
+    ]["clientCertPem"]
     claims = authority.claims_for("scanner-1", cnf={"x5t#S256": certificate_thumbprint(cert_pem)})
     return authority.mint(claims)
 

@@ -59,8 +59,14 @@ def test_signing_request_returns_an_envelope_that_securesystemslib_verifies(aws:
 def test_payload_is_the_rfc8785_canonical_statement(aws: Any, handlers: Any) -> None:
     _, _, body = _call(handlers, sign_event(BODY))
     payload = base64.b64decode(body["bundle"]["dsse"]["payload"])
-    expected = rfc8785.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": BODY["subject"],
-                              "predicateType": BODY["predicateType"], "predicate": BODY["predicate"]})
+    expected = rfc8785.dumps(
+        {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": BODY["subject"],
+            "predicateType": BODY["predicateType"],
+            "predicate": BODY["predicate"],
+        }
+    )
     assert payload == expected
     assert body["bundle"]["dsse"]["payloadType"] == "application/vnd.in-toto+json"
 
@@ -88,7 +94,9 @@ def test_large_payload_is_signed_as_a_digest(aws: Any, handlers: Any) -> None:
     from stellaops_signer import wiring
 
     client = wiring.container().key_signer._client  # type: ignore[attr-defined]
-    client.meta.events.register("provide-client-params.kms.Sign", lambda params, **_: sent.append(dict(params)))
+    client.meta.events.register(
+        "provide-client-params.kms.Sign", lambda params, **_: sent.append(dict(params))
+    )
     status, _, body = _call(handlers, sign_event(big))
     assert status == 200, body
     assert len(base64.b64decode(body["bundle"]["dsse"]["payload"])) > 4096
@@ -110,42 +118,60 @@ def test_success_is_audited_after_signing_with_the_bundle_hash(aws: Any, handler
     assert record["poe_sha256"] == hashlib.sha256(BODY["poe"]["value"].encode()).hexdigest()
 
 
-@pytest.mark.parametrize(("case", "raw"), [
-    ("not JSON", "{not json"),
-    ("a JSON array", "[]"),
-    ("empty body", ""),
-    ("duplicate member", '{"predicateType": "a", "predicateType": "b"}'),
-])
+@pytest.mark.parametrize(
+    ("case", "raw"),
+    [
+        ("not JSON", "{not json"),
+        ("a JSON array", "[]"),
+        ("empty body", ""),
+        ("duplicate member", '{"predicateType": "a", "predicateType": "b"}'),
+    ],
+)
 def test_malformed_bodies_are_invalid_requests(aws: Any, handlers: Any, case: str, raw: str) -> None:
     _refused(handlers, sign_event(None, raw_body=raw), 400, "invalid_request")
 
 
-@pytest.mark.parametrize(("case", "change"), [
-    ("bad digest", lambda b: b["subject"][0]["digest"].update(sha256="A" * 64)),
-    ("md5 digest", lambda b: b["subject"][0].update(digest={"md5": "0" * 32})),
-    ("no subjects", lambda b: b.update(subject=[])),
-    ("1025 subjects", lambda b: b.update(subject=[{"name": f"s{i}", "digest": {"sha256": "a" * 64}}
-                                                  for i in range(1025)])),
-    ("duplicate subject names", lambda b: b.update(subject=b["subject"] * 2)),
-    ("unknown field", lambda b: b.update(predicatetype="typo")),
-    ("bad scanner digest", lambda b: b.update(scannerImageDigest="sha256:xyz")),
-    ("predicate not an object", lambda b: b.update(predicate=[1, 2])),
-    ("unknown signing mode", lambda b: b.update(options={"signingMode": "hsm"})),
-    ("integer beyond I-JSON", lambda b: b["predicate"].update(big=2**60)),
-])
-def test_invalid_fields_are_refused_with_invalid_request(aws: Any, handlers: Any, case: str, change: Any) -> None:
+@pytest.mark.parametrize(
+    ("case", "change"),
+    [
+        ("bad digest", lambda b: b["subject"][0]["digest"].update(sha256="A" * 64)),
+        ("md5 digest", lambda b: b["subject"][0].update(digest={"md5": "0" * 32})),
+        ("no subjects", lambda b: b.update(subject=[])),
+        (
+            "1025 subjects",
+            lambda b: b.update(
+                subject=[{"name": f"s{i}", "digest": {"sha256": "a" * 64}} for i in range(1025)]
+            ),
+        ),
+        ("duplicate subject names", lambda b: b.update(subject=b["subject"] * 2)),
+        ("unknown field", lambda b: b.update(predicatetype="typo")),
+        ("bad scanner digest", lambda b: b.update(scannerImageDigest="sha256:xyz")),
+        ("predicate not an object", lambda b: b.update(predicate=[1, 2])),
+        ("unknown signing mode", lambda b: b.update(options={"signingMode": "hsm"})),
+        ("integer beyond I-JSON", lambda b: b["predicate"].update(big=2**60)),
+    ],
+)
+def test_invalid_fields_are_refused_with_invalid_request(
+    aws: Any, handlers: Any, case: str, change: Any
+) -> None:
     body = copy.deepcopy(BODY)
     change(body)
     _refused(handlers, sign_event(body), 400, "invalid_request")
 
 
 def test_predicate_type_outside_the_catalogue_is_refused(aws: Any, handlers: Any) -> None:
-    _refused(handlers, sign_event({**BODY, "predicateType": "https://example.com/custom@v1"}), 400,
-             "unsupported_predicate_type")
+    _refused(
+        handlers,
+        sign_event({**BODY, "predicateType": "https://example.com/custom@v1"}),
+        400,
+        "unsupported_predicate_type",
+    )
 
 
 def test_token_without_the_sign_scope_is_refused(aws: Any, handlers: Any) -> None:
-    _refused(handlers, sign_event(BODY, context={**CONTEXT, "scope": "signer.verify"}), 403, "insufficient_scope")
+    _refused(
+        handlers, sign_event(BODY, context={**CONTEXT, "scope": "signer.verify"}), 403, "insufficient_scope"
+    )
 
 
 def test_tenant_header_naming_another_tenant_is_refused(aws: Any, handlers: Any) -> None:
@@ -159,10 +185,14 @@ def test_request_without_an_authorizer_principal_is_refused(aws: Any, handlers: 
 
 def test_refusals_are_audited_and_store_nothing_else(aws: Any, handlers: Any) -> None:
     _refused(handlers, sign_event({**BODY, "subject": []}), 400, "invalid_request")
-    _refused(handlers, sign_event(BODY, context={**CONTEXT, "scope": "signer.verify"}), 403, "insufficient_scope")
+    _refused(
+        handlers, sign_event(BODY, context={**CONTEXT, "scope": "signer.verify"}), 403, "insufficient_scope"
+    )
     records = sorted(aws.audit_records(), key=lambda r: r["error_code"])
     assert [(r["decision"], r["error_code"]) for r in records] == [
-        ("deny", "insufficient_scope"), ("deny", "invalid_request")]
+        ("deny", "insufficient_scope"),
+        ("deny", "invalid_request"),
+    ]
     assert all("bundle_sha256" not in r for r in records)
 
 
@@ -196,8 +226,9 @@ def test_keys_route_publishes_the_signing_key(aws: Any, handlers: Any) -> None:
     assert keys[0]["publicKeyPem"] == signed["bundle"]["signingIdentity"]["publicKeyPem"]
 
 
-def test_direct_invocation_verifies_the_token_and_raises_typed_errors(aws: Any, handlers: Any, authority: Any,
-                                                                      client_cert: Any) -> None:
+def test_direct_invocation_verifies_the_token_and_raises_typed_errors(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     event = {"opToken": token_for(authority, client_cert), "request": BODY}
     verify_with_securesystemslib(handlers["sign_dsse"](event)["bundle"])
     with pytest.raises(InvalidRequest):

@@ -1,0 +1,42 @@
+# The project's commands. `make run` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint build bench events clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the whole service on https://127.0.0.1:8443 (spec §7)
+	$(BIN)/python -m local.stack
+
+test: $(STAMP) lint  ## lint + the whole suite (unit, adapters, functions, e2e)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+test-fast: $(STAMP)  ## the suite without the template tools
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+lint: $(STAMP)  ## ruff, mypy, cfn-lint, sam validate --lint, statelint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	bash .ci/sam-venv.sh
+	bash .ci/sam-check.sh
+
+build: $(STAMP)  ## sam build (aws-sam-cli in its own venv)
+	bash .ci/sam-venv.sh
+	bash .ci/sam-build.sh
+
+bench: $(STAMP)  ## in-process cost per signature vs the floor, AWS calls, import times
+	$(BIN)/python -m bench.signing
+
+events: $(STAMP)  ## regenerate events/ (realistic API Gateway and direct-invocation events)
+	$(BIN)/python -m local.make_events
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): figures to read, not tests that pass or fail."""
