@@ -24,8 +24,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
-os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-                   "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR"})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
+    }
+)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "300"))
 
@@ -35,13 +42,25 @@ def _median_us(samples: list[float]) -> float:
 
 
 def import_times() -> dict[str, float]:
-    code = ("import sys,time; sys.path[:0]=['.','shared']; t=time.perf_counter();"
-            "import importlib.util as u; s=u.spec_from_file_location('app', sys.argv[1]);"
-            "m=u.module_from_spec(s); s.loader.exec_module(m); print(time.perf_counter()-t)")
+    code = (
+        "import sys,time; sys.path[:0]=['.','shared']; t=time.perf_counter();"
+        "import importlib.util as u; s=u.spec_from_file_location('app', sys.argv[1]);"
+        "m=u.module_from_spec(s); s.loader.exec_module(m); print(time.perf_counter()-t)"
+    )
     times = {}
     for function in ("authenticate", "sign_dsse", "check_quota", "verify_release"):
-        runs = [float(subprocess.run([sys.executable, "-c", code, f"functions/{function}/app.py"], cwd=ROOT,
-                                     capture_output=True, text=True, check=True).stdout) for _ in range(5)]
+        runs = [
+            float(
+                subprocess.run(
+                    [sys.executable, "-c", code, f"functions/{function}/app.py"],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            )
+            for _ in range(5)
+        ]
         times[function] = statistics.median(runs) * 1000
     return times
 
@@ -63,8 +82,12 @@ def floor(token: str, authority: Any, cert_pem: str, body: dict[str, Any]) -> fl
 
     raw = base64.urlsafe_b64decode(sig_b64 + "==")
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-    statement = {"_type": "https://in-toto.io/Statement/v1", "subject": body["subject"],
-                 "predicateType": body["predicateType"], "predicate": body["predicate"]}
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": body["subject"],
+        "predicateType": body["predicateType"],
+        "predicate": body["predicate"],
+    }
     samples = []
     for _ in range(ROUNDS):
         start = time.perf_counter()
@@ -98,7 +121,9 @@ def main() -> None:
     cert = DevPki(tmp / "pki").issue("scanner-1")
     with mock_aws():
         session = wiring.aws_session()
-        provisioner = Provisioner(session, load_template(), local_parameters("https://signer.example.com", authority))
+        provisioner = Provisioner(
+            session, load_template(), local_parameters("https://signer.example.com", authority)
+        )
         provisioner.create_all()
         os.environ.update(provisioner.function_environment())
         wiring.reset()
@@ -108,7 +133,9 @@ def main() -> None:
         authorizer_event["requestContext"]["identity"]["clientCert"]["clientCertPem"] = cert.pem()
         sign_event = load_event("sign_dsse/sign-dsse.json")
         body = json.loads(sign_event["body"])
-        token = authority.mint(authority.claims_for("scanner-1", cnf={"x5t#S256": certificate_thumbprint(cert.pem())}))
+        token = authority.mint(
+            authority.claims_for("scanner-1", cnf={"x5t#S256": certificate_thumbprint(cert.pem())})
+        )
         authorizer_event["headers"]["Authorization"] = f"Bearer {token}"
 
         calls: list[str] = []
@@ -125,8 +152,13 @@ def main() -> None:
         def one() -> None:
             decision = authenticate(authorizer_event, LambdaContext("AuthenticateFunction"))
             assert decision["policyDocument"]["Statement"][0]["Effect"] == "Allow", decision
-            event = {**sign_event, "requestContext": {**sign_event["requestContext"],
-                                                      "authorizer": {**decision["context"], "principalId": "x"}}}
+            event = {
+                **sign_event,
+                "requestContext": {
+                    **sign_event["requestContext"],
+                    "authorizer": {**decision["context"], "principalId": "x"},
+                },
+            }
             answer = sign(event, LambdaContext("SignDsseFunction"))
             assert answer["statusCode"] == 200, answer["body"]
 

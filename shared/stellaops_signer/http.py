@@ -1,20 +1,19 @@
 """The HTTP edge: API Gateway events in, problem+json and JSON out, one error table.
 
 Everything the handlers share about HTTP lives here so that each ``functions/*/app.py``
-stays a few lines: the resolver with its error middleware, the authorizer context, the
-correlation id and the RFC 7807 body.
+stays a few lines: the route table dispatch with its error mapping, the authorizer
+context, the correlation id and the RFC 7807 body.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
-
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.errors import (
@@ -37,7 +36,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 PROBLEM_TYPE_BASE = "https://stellaops.dev/problems/"
 JSON = "application/json"
 PROBLEM_JSON = "application/problem+json"
-_SAFE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SAFE_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 DPOP_ALGORITHMS = "ES256 EdDSA"
 
 
@@ -55,7 +54,7 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
 def correlation_id(headers: Mapping[str, str] | None) -> str:
     """Echo a well-formed ``X-Correlation-Id``; otherwise mint one (never echo arbitrary bytes)."""
     given = header(headers, CORRELATION_HEADER)
-    if given and _SAFE_CORRELATION_ID.match(given):
+    if given and _SAFE_CORRELATION_ID.fullmatch(given):
         return given
     return str(uuid.uuid4())
 
@@ -93,52 +92,82 @@ def problem(error: SignerError, correlation: str) -> tuple[int, dict[str, str], 
     return error.status, headers, body
 
 
-def problem_response(error: SignerError, correlation: str) -> Response[str]:
-    status, headers, body = problem(error, correlation)
-    return Response(status_code=status, content_type=PROBLEM_JSON, body=json.dumps(body), headers=headers)
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """The parts of an API Gateway REST proxy event the functions read."""
+
+    method: str
+    resource: str
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    body: bytes | None
+    authorizer: Mapping[str, Any]
+    correlation_id: str
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> ApiRequest:
+        headers = event.get("headers") or {}
+        raw = event.get("body")
+        body = None
+        if raw is not None:
+            body = base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode("utf-8")
+        context = event.get("requestContext") or {}
+        return cls(
+            method=str(event.get("httpMethod", "")),
+            resource=str(event.get("resource") or context.get("resourcePath") or ""),
+            headers=headers,
+            query=event.get("queryStringParameters") or {},
+            body=body,
+            authorizer=context.get("authorizer") or {},
+            correlation_id=correlation_id(headers),
+        )
+
+    def header(self, name: str) -> str | None:
+        return header(self.headers, name)
 
 
-def json_response(
-    body: Mapping[str, Any], headers: Mapping[str, str] | None = None, status: int = 200
-) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type=JSON,
-        body=json.dumps(body, separators=(",", ":")),
-        headers=dict(headers or {}),
-    )
+@dataclass(frozen=True, slots=True)
+class Answer:
+    body: Mapping[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    status: int = 200
 
 
-def _errors_as_problems(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
-    correlation = correlation_id(app.current_event.headers)
-    app.append_context(correlation_id=correlation)  # type: ignore[no-untyped-call]
+Route = Callable[[ApiRequest], Answer]
+
+
+def proxy_answer(status: int, headers: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
+    """The Lambda proxy integration answer API Gateway expects."""
+    return {
+        "statusCode": status,
+        "headers": dict(headers),
+        "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def serve(event: Mapping[str, Any], routes: Mapping[tuple[str, str], Route]) -> dict[str, Any]:
+    """Dispatch a REST proxy event to its route; every answer is JSON or problem+json and carries
+    the correlation id. Unknown errors become a generic 500 with the stack in the log only."""
+    request = ApiRequest.from_event(event)
+    correlation = request.correlation_id
     logger.set_correlation_id(correlation)
     try:
-        response = next_middleware(app)
-        count_outcome("ok" if response.status_code < 400 else str(response.status_code))
+        route = routes.get((request.method, request.resource))
+        if route is None:
+            raise NotFound("no such route")
+        answer = route(request)
     except SignerError as error:
         logger.info("request refused", extra={"code": error.code, "status": error.status})
         count_outcome(error.code)
-        response = problem_response(error, correlation)
+        return proxy_answer(*problem(error, correlation))
     except Exception:
         logger.exception("unexpected error")
         count_outcome(InternalError.code)
-        response = problem_response(InternalError("an unexpected error occurred"), correlation)
-    response.headers[CORRELATION_HEADER] = correlation
-    return response
-
-
-def create_resolver() -> APIGatewayRestResolver:
-    """A REST-API resolver whose every answer is JSON or problem+json with a correlation id."""
-    app = APIGatewayRestResolver()
-    app.use(middlewares=[_errors_as_problems])
-
-    @app.not_found
-    def _not_found(_: Exception) -> Response[str]:
-        correlation = correlation_id(app.current_event.headers)
-        return problem_response(NotFound("no such route"), correlation)
-
-    return app
+        return proxy_answer(*problem(InternalError("an unexpected error occurred"), correlation))
+    count_outcome("ok")
+    headers = {"Content-Type": JSON, CORRELATION_HEADER: correlation, **answer.headers}
+    return proxy_answer(answer.status, headers, answer.body)
 
 
 def is_proxy_event(event: Mapping[str, Any]) -> bool:

@@ -213,8 +213,9 @@ def test_correlation_id_is_echoed_into_the_authorizer_context(
     assert _decide(handlers, event)[1]["correlationId"] == "trace-42"
 
 
-def test_denial_context_is_safe_for_gateway_templates(aws: Any, handlers: Any, authority: Any,
-                                                      client_cert: Any) -> None:
+def test_denial_context_is_safe_for_gateway_templates(
+    aws: Any, handlers: Any, authority: Any, client_cert: Any
+) -> None:
     import json
 
     from stellaops_signer.domain.tokens import b64url

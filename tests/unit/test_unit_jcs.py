@@ -56,7 +56,7 @@ KNOWN_ANSWERS: list[tuple[str, Any, bytes]] = [
     ),
     (
         "control_characters_are_escaped_del_and_solidus_are_not",
-        "\x00\x01\x1f\x7f\b\f\n\r\t\"\\/",
+        '\x00\x01\x1f\x7f\b\f\n\r\t"\\/',
         b'"\\u0000\\u0001\\u001f\x7f\\b\\f\\n\\r\\t\\"\\\\/"',
     ),
     ("line_separator_is_not_escaped", "a\u2028b\u2029c", '"a\u2028b\u2029c"'.encode()),
@@ -67,14 +67,21 @@ KNOWN_ANSWERS: list[tuple[str, Any, bytes]] = [
         {"z": [1, [2, [3, {"y": {"x": []}}]]], "a": {"c": 1, "b": [None]}},
         b'{"a":{"b":[null],"c":1},"z":[1,[2,[3,{"y":{"x":[]}}]]]}',
     ),
-    ("safe_integer_bounds", [MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER, 0], b"[9007199254740991,-9007199254740991,0]"),
+    (
+        "safe_integer_bounds",
+        [MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER, 0],
+        b"[9007199254740991,-9007199254740991,0]",
+    ),
     ("integral_floats_lose_the_fraction", [1.0, -0.0, 100.0, 1e21], b"[1,0,100,1e+21]"),
     ("tuples_are_arrays", {"t": (1, "x")}, b'{"t":[1,"x"]}'),
 ]
 
 
-@pytest.mark.parametrize(("document", "expected"), [(d, e) for _, d, e in KNOWN_ANSWERS],
-                         ids=[name for name, _, _ in KNOWN_ANSWERS])
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [(d, e) for _, d, e in KNOWN_ANSWERS],
+    ids=[name for name, _, _ in KNOWN_ANSWERS],
+)
 def test_canonical_form_of_hand_picked_documents_is_the_known_answer(document: Any, expected: bytes) -> None:
     assert canonicalize(document) == expected
     assert rfc8785.dumps(document) == expected
@@ -153,7 +160,9 @@ def _random_float(rng: random.Random) -> float:
     if kind == 2:  # huge
         return rng.random() * 10.0 ** rng.randint(20, 308)
     if kind == 3:  # integers as floats, around the 2**53 and 1e21 boundaries
-        return float(rng.choice([rng.randint(-(2**60), 2**60), rng.randint(-1000, 1000), 10 ** rng.randint(15, 25)]))
+        return float(
+            rng.choice([rng.randint(-(2**60), 2**60), rng.randint(-1000, 1000), 10 ** rng.randint(15, 25)])
+        )
     if kind == 4:  # decimal-looking numbers
         return round(rng.uniform(-1e6, 1e6), rng.randint(0, 8))
     if kind == 5:  # around the 1e-6 / 1e21 switch to exponent form
@@ -181,7 +190,8 @@ def _random_value(rng: random.Random, depth: int, plain: bool) -> Any:
     if rng.random() < 0.5:
         return [_random_value(rng, depth + 1, plain) for _ in range(rng.randint(0, 5))]
     return {
-        _random_string(rng, astral=not plain): _random_value(rng, depth + 1, plain) for _ in range(rng.randint(0, 5))
+        _random_string(rng, astral=not plain): _random_value(rng, depth + 1, plain)
+        for _ in range(rng.randint(0, 5))
     }
 
 

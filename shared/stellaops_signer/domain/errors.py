@@ -77,7 +77,7 @@ class NotFound(SignerError):
 class NotImplementedYet(SignerError):
     """A route whose capability has not landed yet (TASKS.md names the issue)."""
 
-    code, status, title = "not_implemented", 501, "Not implemented"
+    code, status, title = "not_implemented_yet", 501, "Not implemented yet"
 
 
 class IdempotencyConflict(SignerError):

@@ -101,11 +101,10 @@ def parse_json_object(body: str | bytes | None) -> dict[str, Any]:
     if body is None or body == "" or body == b"":
         raise InvalidRequest("a JSON body is required")
     try:
-        value = json.loads(body, object_pairs_hook=_unique_members, parse_constant=_no_constants)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        if isinstance(exc, InvalidRequest):
-            raise
-        raise InvalidRequest("the body is not valid JSON") from None
+        text = body.decode("utf-8") if isinstance(body, bytes) else body  # RFC 8259 §8.1: UTF-8 only
+        value = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constants)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidRequest("the body is not valid UTF-8 JSON") from None
     if not isinstance(value, dict):
         raise InvalidRequest("the body must be a JSON object")
     return value
@@ -134,4 +133,6 @@ class Statement:
             payload = canonicalize(document)
         except CanonicalizationError as exc:
             raise InvalidRequest(f"predicate: {exc}") from None
+        except RecursionError:
+            raise InvalidRequest("predicate: nested too deeply") from None
         return cls(request.predicateType, tuple(request.subject), payload)

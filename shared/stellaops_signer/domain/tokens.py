@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -140,12 +141,18 @@ def verify_jws(
         raise error("the signature does not verify")
     try:
         payload_b64 = signing_input.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)))
+        claims = json.loads(
+            base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)), parse_constant=_no_constant
+        )
     except (ValueError, IndexError):
         raise error("the claims are not JSON") from None
     if not isinstance(claims, dict):
         raise error("the claims are not a JSON object")
     return header, claims
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and ±Infinity would pass every comparison
 
 
 def check_time_claims(
@@ -158,7 +165,7 @@ def check_time_claims(
     """``exp`` and ``iat`` required, ``nbf`` when present, ±30 s skew; returns (iat, exp)."""
     exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", None)
     for name, value in (("exp", exp), ("iat", iat)) + ((("nbf", nbf),) if nbf is not None else ()):
-        if type(value) is not int and type(value) is not float:
+        if (type(value) is not int and type(value) is not float) or not math.isfinite(value):
             raise error(f"{name} must be a number")
     assert isinstance(exp, (int, float)) and isinstance(iat, (int, float))
     if exp <= now - CLOCK_SKEW_SECONDS:
