@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import json
 import re
 import time
 import uuid
@@ -112,27 +113,33 @@ class Api:
         return next((r for r in self.routes if r.method == method and r.path == path), None)
 
     def render(
-        self, kind: str, context: Mapping[str, Any], default_status: int
+        self,
+        kind: str,
+        authorizer: Mapping[str, Any],
+        default_status: int,
+        request_id: str = "",
+        message: str = "",
     ) -> tuple[int, dict[str, str], bytes]:
-        """A gateway response as API Gateway renders it (mapping expressions and $context.authorizer.*)."""
+        """A gateway response as API Gateway renders it: header mappings (``'static'`` or
+        ``context.*``) and plain ``$context.*`` substitution in the body template."""
         response = self.responses.get(kind) or self.responses.get(
             "DEFAULT_5XX" if default_status >= 500 else "DEFAULT_4XX"
         )
         if response is None:
             return default_status, {"Content-Type": "application/json"}, b'{"message":"error"}'
+        context = {f"authorizer.{k}": str(v) for k, v in authorizer.items()}
+        context.update({"requestId": request_id, "error.messageString": json.dumps(message)})
 
         def value(expression: str) -> str:
             if expression.startswith("'") and expression.endswith("'"):
                 return expression[1:-1]
-            if expression.startswith("context.authorizer."):
-                return str(context.get(expression.removeprefix("context.authorizer."), ""))
+            if expression.startswith("context."):
+                return context.get(expression.removeprefix("context."), "")
             return ""
 
         headers = {name: value(str(expr)) for name, expr in response.headers.items()}
         headers = {k: v for k, v in headers.items() if v}
-        body = re.sub(
-            r"\$context\.authorizer\.(\w+)", lambda m: str(context.get(m.group(1), "")), response.template
-        )
+        body = re.sub(r"\$context\.([\w.]+)", lambda m: context.get(m.group(1), ""), response.template)
         return response.status or default_status, headers, body.encode()
 
 
@@ -172,12 +179,14 @@ class Gateway:
         url = urlsplit(target)
         path = url.path
         query = dict(parse_qsl(url.query, keep_blank_values=True))
+        request_id = str(uuid.uuid4())
         route = self.api.route(method, path)
         if route is None:
-            return self.api.render("MISSING_AUTHENTICATION_TOKEN", {}, 403)
+            return self.api.render(
+                "MISSING_AUTHENTICATION_TOKEN", {}, 403, request_id, "Missing Authentication Token"
+            )
         if len(body) > MAX_BODY_BYTES:
-            return self.api.render("REQUEST_TOO_LARGE", {}, 413)
-        request_id = str(uuid.uuid4())
+            return self.api.render("REQUEST_TOO_LARGE", {}, 413, request_id, "Request Too Long")
         lowered = {k.lower() for k in headers}
         identity = {
             "sourceIp": source_ip,
@@ -209,7 +218,7 @@ class Gateway:
             "stageVariables": None,
         }
         if any(h.lower() not in lowered for h in self.api.identity_headers):
-            return self.api.render("UNAUTHORIZED", {}, 401)
+            return self.api.render("UNAUTHORIZED", {}, 401, request_id, "Unauthorized")
         authorizer_event = {
             "type": "REQUEST",
             "methodArn": f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{STAGE}/{method}{route.path}",
@@ -222,10 +231,10 @@ class Gateway:
             statement = decision["policyDocument"]["Statement"][0]
             allowed = statement["Effect"] == "Allow"
         except Exception:
-            return self.api.render("AUTHORIZER_FAILURE", {}, 500)
+            return self.api.render("AUTHORIZER_FAILURE", {}, 500, request_id, "Internal server error")
         context = dict(decision.get("context") or {})
         if not allowed:
-            return self.api.render("ACCESS_DENIED", context, 403)
+            return self.api.render("ACCESS_DENIED", context, 403, request_id, "Forbidden")
         proxy_event = {
             **common,
             "body": base64.b64encode(body).decode()
@@ -244,7 +253,8 @@ class Gateway:
         try:
             answer = self.invoke(route.function, proxy_event)
         except Exception:
-            return 502, {"Content-Type": "application/json"}, b'{"message": "Internal server error"}'
+            # Lambda reports a function error: API Gateway answers 502 from DEFAULT_5XX.
+            return self.api.render("DEFAULT_5XX", {}, 502, request_id, "Internal server error")
         out_headers = {k: str(v) for k, v in (answer.get("headers") or {}).items()}
         for name, values in (answer.get("multiValueHeaders") or {}).items():
             out_headers[name] = ", ".join(str(v) for v in values)
