@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the whole service on https://127.0.0.1:8443 (spec §7)
 	$(BIN)/python -m local.stack
 
-test: $(STAMP) lint  ## lint + the whole suite (unit, adapters, functions, e2e)
+test: $(STAMP) lint build  ## lint, sam build, then the whole suite (unit, adapters, functions, e2e)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 test-fast: $(STAMP)  ## the suite without the template tools

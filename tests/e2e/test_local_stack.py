@@ -205,6 +205,7 @@ def test_unknown_route_is_a_404_problem(client: SignerClient) -> None:
     _problem(answer, 404, "not_found")
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_is_at_least_1_2(stack: dict[str, Any]) -> None:
     import socket
 
