@@ -18,5 +18,4 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 def count_outcome(outcome: str) -> None:
     """Count a request and its outcome (``ok``, ``authenticated`` or the error code)."""
-    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name=f"Outcome.{outcome}", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name=f"Requests.{outcome}", unit=MetricUnit.Count, value=1)

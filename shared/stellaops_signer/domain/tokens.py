@@ -10,11 +10,11 @@ import base64
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import jwt
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAPSSAlgorithm
 
 from stellaops_signer.domain.errors import InvalidToken
@@ -109,42 +109,75 @@ class OpToken:
     token_id: str | None
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Strict base64url without padding (RFC 7515 §2); raises ValueError."""
+    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class CompactJws:
+    """A JWS in compact serialization (RFC 7515 §7.1), decoded but not yet verified."""
+
+    header: dict[str, Any]
+    signing_input: bytes
+    payload: bytes
+    signature: bytes
+
+    @property
+    def kid(self) -> str | None:
+        kid = self.header.get("kid")
+        return kid if isinstance(kid, str) else None
+
+    @classmethod
+    def parse(cls, token: str, error: type[InvalidToken] = InvalidToken) -> CompactJws:
+        """Split and decode; raises ``error`` for anything but three base64url segments and a
+        JSON-object header."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise error("the token is not a compact JWS")
+        try:
+            header = json.loads(b64url_decode(parts[0]), parse_constant=_no_constant)
+            payload, signature = b64url_decode(parts[1]), b64url_decode(parts[2])
+        except (ValueError, UnicodeDecodeError):
+            raise error("the token is not a well-formed JWS") from None
+        if not isinstance(header, dict):
+            raise error("the JWS header is not a JSON object")
+        return cls(header, f"{parts[0]}.{parts[1]}".encode("ascii"), payload, signature)
+
+
 def verify_jws(
-    token: str, keys: KeySet, error: type[InvalidToken] = InvalidToken
+    token: str | CompactJws, keys: KeySet, error: type[InvalidToken] = InvalidToken
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify a compact JWS against ``keys``; return (header, claims). Raises ``error``."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError:
-        raise error("the token is not a well-formed JWS") from None
+    jws = token if isinstance(token, CompactJws) else CompactJws.parse(token, error)
+    header = jws.header
     if "crit" in header:  # RFC 7515 §4.1.11: we understand no extension, so refuse them all
         raise error("critical header parameters are not supported")
     alg = header.get("alg")
     if alg not in ALLOWED_ALGORITHMS:
         raise error(f"algorithm {alg!r} is not accepted")
-    kid = header.get("kid")
-    if kid is not None and not isinstance(kid, str):
+    if "kid" in header and jws.kid is None:
         raise error("kid must be a string")
-    key = keys.find(kid)
+    key = keys.find(jws.kid)
     if key is None:
         raise error("the signing key is unknown")
     kty, crv = _KEY_REQUIREMENTS[alg]
     if key.kty != kty or (crv is not None and key.crv != crv) or (key.alg is not None and key.alg != alg):
         raise error("the header algorithm does not match the key")
     try:
-        signing_input, _, signature_b64 = token.rpartition(".")
-        signature = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
-        valid = _ALGORITHM_IMPLEMENTATIONS[alg].verify(signing_input.encode("ascii"), key.key, signature)
-    except (ValueError, TypeError, UnicodeEncodeError):
+        valid = _ALGORITHM_IMPLEMENTATIONS[alg].verify(jws.signing_input, key.key, jws.signature)
+    except (ValueError, TypeError):
         valid = False
     if not valid:
         raise error("the signature does not verify")
     try:
-        payload_b64 = signing_input.split(".")[1]
-        claims = json.loads(
-            base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4)), parse_constant=_no_constant
-        )
-    except (ValueError, IndexError):
+        claims = json.loads(jws.payload, parse_constant=_no_constant)
+    except ValueError:  # includes UnicodeDecodeError
         raise error("the claims are not JSON") from None
     if not isinstance(claims, dict):
         raise error("the claims are not a JSON object")
@@ -186,7 +219,9 @@ def _required_string(claims: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def verify_op_token(token: str, keys: KeySet, *, issuer: str, now: float, max_lifetime: int) -> OpToken:
+def verify_op_token(
+    token: str | CompactJws, keys: KeySet, *, issuer: str, now: float, max_lifetime: int
+) -> OpToken:
     """Verify an OpTok per spec §3.1; raises InvalidToken naming the first rule it breaks."""
     _, claims = verify_jws(token, keys)
     if claims.get("iss") != issuer:

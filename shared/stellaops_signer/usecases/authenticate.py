@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jwt
-
 from stellaops_signer.domain.binding import Principal, verify_certificate_binding
 from stellaops_signer.domain.errors import InvalidToken
-from stellaops_signer.domain.tokens import OpToken, verify_op_token
+from stellaops_signer.domain.tokens import CompactJws, OpToken, verify_op_token
 from stellaops_signer.ports import Clock, KeySetSource
 
 
@@ -45,13 +43,13 @@ class Authenticator:
 
     def verify_token(self, token: str) -> OpToken:
         """Signature, issuer, audience, times, claims and ``cnf`` of an OpTok; raises InvalidToken."""
-        try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.PyJWTError:
-            raise InvalidToken("the token is not a well-formed JWS") from None
-        keys = self._keys.key_set(kid if isinstance(kid, str) else None)
+        jws = CompactJws.parse(token)
         return verify_op_token(
-            token, keys, issuer=self._issuer, now=self._clock.now(), max_lifetime=self._max_lifetime
+            jws,
+            self._keys.key_set(jws.kid),
+            issuer=self._issuer,
+            now=self._clock.now(),
+            max_lifetime=self._max_lifetime,
         )
 
     def authenticate(self, request: RequestFacts) -> Principal:
