@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import socket
@@ -67,6 +68,7 @@ def start(
     from local.tls import MutualTlsServer, server_context
 
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / "stack.json").unlink(missing_ok=True)  # written again once everything listens
     pki = DevPki(directory / "pki")
     server_identity = pki.issue("gateway", server=True)
     clients = {name: pki.issue(name) for name in CLIENTS}
@@ -75,6 +77,7 @@ def start(
     from moto.server import ThreadedMotoServer
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every AWS call
     moto.start()
     endpoint = f"http://127.0.0.1:{moto_port}"
     os.environ.update(
@@ -116,7 +119,9 @@ def start(
         "resources": {k: v["Ref"] for k, v in physical.items()},
         "environment": {k: v for k, v in environment.items() if not k.endswith("JWKS")},
     }
-    (directory / "stack.json").write_text(json.dumps(info, indent=2))
+    facts = directory / "stack.json"
+    facts.with_suffix(".tmp").write_text(json.dumps(info, indent=2))
+    facts.with_suffix(".tmp").replace(facts)  # atomic: whoever sees the file sees all of it
     info["_servers"] = (gateway_server, authority_server, moto)
     return info
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stellaops_signer.domain.errors import ConfigurationError
 from stellaops_signer.domain.predicates import DEFAULT_PREDICATE_TYPES
@@ -48,21 +47,45 @@ ENVIRONMENT = {
     "payload_bucket": "SIGNER_PAYLOAD_BUCKET",
 }
 _LISTS = {"scanner_repositories", "registry_allow_list", "allowed_predicate_types"}
-_JSON = {"plans"}
+#: Integer settings and their bounds (inclusive).
+_BOUNDED = {
+    "max_token_lifetime_seconds": (1, 86400),
+    "dpop_nonce_ttl_seconds": (1, 3600),
+    "poe_cache_ttl_seconds": (0, 86400),
+    "audit_retention_days": (1, 36500),
+}
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+_SIGNING_MODES = ("kms", "keyless")
 
 
-class Plan(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    qps: int = Field(ge=1)
-    concurrency: int = Field(ge=1)
-    maxArtifactBytes: int = Field(ge=1)
-    dailySignatures: int = Field(ge=1)
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A licence plan's limits (spec §4 ``Plans``, §5.2)."""
+
+    qps: int
+    concurrency: int
+    maxArtifactBytes: int
+    dailySignatures: int
+
+    @classmethod
+    def parse(cls, name: str, raw: Any) -> Plan:
+        fields_ = ("qps", "concurrency", "maxArtifactBytes", "dailySignatures")
+        if not isinstance(raw, dict) or set(raw) != set(fields_):
+            raise ConfigurationError(f"SIGNER_PLANS: plan {name!r} needs exactly {', '.join(fields_)}")
+        for field_ in fields_:
+            value = raw[field_]
+            if type(value) is not int or value < 1:
+                raise ConfigurationError(f"SIGNER_PLANS: {name}.{field_} must be a positive integer")
+        return cls(**raw)
 
 
-class Settings(BaseModel):
-    """Every setting the functions read; each function requires the ones it uses (``require``)."""
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting the functions read; each function requires the ones it uses (``require``).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Plain dataclasses rather than a pydantic model: the settings are parsed once per
+    container and pydantic alone costs about 100 ms of cold import (decision 0006).
+    """
 
     public_base_url: str = ""
     authority_issuer: str = ""
@@ -72,18 +95,18 @@ class Settings(BaseModel):
     licensing_jwks_url: str = ""
     licensing_jwks: str = ""
     licensing_introspect_url: str = ""
-    plans: dict[str, Plan] = Field(default_factory=dict)
+    plans: Mapping[str, Plan] = field(default_factory=dict)
     release_trusted_keys: str = ""
     scanner_repositories: tuple[str, ...] = ()
     registry_allow_list: tuple[str, ...] = ()
     allowed_predicate_types: tuple[str, ...] = DEFAULT_PREDICATE_TYPES
     require_dpop_nonce: bool = True
     fulcio_url: str = ""
-    default_signing_mode: Literal["kms", "keyless"] = "kms"
-    max_token_lifetime_seconds: int = Field(default=600, ge=1, le=86400)
-    dpop_nonce_ttl_seconds: int = Field(default=300, ge=1, le=3600)
-    poe_cache_ttl_seconds: int = Field(default=300, ge=0, le=86400)
-    audit_retention_days: int = Field(default=400, ge=1)
+    default_signing_mode: str = "kms"
+    max_token_lifetime_seconds: int = 600
+    dpop_nonce_ttl_seconds: int = 300
+    poe_cache_ttl_seconds: int = 300
+    audit_retention_days: int = 400
     kms_key_id: str = ""
     audit_table: str = ""
     replay_table: str = ""
@@ -99,33 +122,43 @@ class Settings(BaseModel):
         values: dict[str, Any] = {}
         for name, variable in ENVIRONMENT.items():
             raw = environ.get(variable, "").strip()
-            if not raw:
-                continue
-            if name in _LISTS:
-                values[name] = tuple(item.strip() for item in raw.split(",") if item.strip())
-            elif name in _JSON:
-                try:
-                    values[name] = json.loads(raw)
-                except ValueError:
-                    raise ConfigurationError(f"{variable} is not valid JSON") from None
-            else:
-                values[name] = raw
-        try:
-            settings = cls.model_validate(values)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            variable = ENVIRONMENT.get(str(first["loc"][0]), str(first["loc"][0]))
-            raise ConfigurationError(f"{variable}: {first['msg']}") from None
-        if settings.public_base_url:
-            url = urlsplit(settings.public_base_url)
+            if raw:
+                values[name] = _parse(name, variable, raw)
+        if values.get("public_base_url"):
+            url = urlsplit(values["public_base_url"])
             if url.scheme != "https" or not url.hostname or url.query or url.fragment:
                 raise ConfigurationError(
                     "SIGNER_PUBLIC_BASE_URL must be an https:// origin (with an optional path)"
                 )
-        return settings
+        return cls(**values)
 
     def require(self, *names: str) -> None:
         """Stop the cold start if any of ``names`` is unset."""
         missing = [ENVIRONMENT[n] for n in names if not getattr(self, n)]
         if missing:
             raise ConfigurationError("missing required setting(s): " + ", ".join(missing))
+
+
+def _parse(name: str, variable: str, raw: str) -> Any:
+    if name in _LISTS:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if name == "plans":
+        try:
+            plans = json.loads(raw)
+        except ValueError:
+            raise ConfigurationError(f"{variable} is not valid JSON") from None
+        if not isinstance(plans, dict):
+            raise ConfigurationError(f"{variable} must be a JSON object of plans")
+        return {plan: Plan.parse(plan, limits) for plan, limits in plans.items()}
+    if name in _BOUNDED:
+        low, high = _BOUNDED[name]
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ConfigurationError(f"{variable} must be an integer from {low} to {high}")
+        return int(raw)
+    if name == "require_dpop_nonce":
+        if raw.lower() not in _BOOLEANS:
+            raise ConfigurationError(f"{variable} must be true or false")
+        return _BOOLEANS[raw.lower()]
+    if name == "default_signing_mode" and raw not in _SIGNING_MODES:
+        raise ConfigurationError(f"{variable} must be kms or keyless")
+    return raw

@@ -9,14 +9,15 @@ from __future__ import annotations
 import functools
 import os
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stellaops_signer.adapters.clock import SystemClock
 from stellaops_signer.config import Settings
-from stellaops_signer.domain.predicates import PredicateCatalogue
-from stellaops_signer.ports import AuditLog, Clock, KeySetSource, KeySigner
-from stellaops_signer.usecases.authenticate import Authenticator
-from stellaops_signer.usecases.sign_dsse import SignDsse
+
+if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
+    from stellaops_signer.ports import AuditLog, Clock, KeySetSource, KeySigner
+    from stellaops_signer.usecases.authenticate import Authenticator
+    from stellaops_signer.usecases.sign_dsse import SignDsse
 
 HTTP_TIMEOUT_SECONDS = 3.0
 
@@ -105,6 +106,8 @@ class Container:
 
     @cached_property
     def authenticator(self) -> Authenticator:
+        from stellaops_signer.usecases.authenticate import Authenticator
+
         self.settings.require("authority_issuer")
         return Authenticator(
             authority_keys=self.authority_keys,
@@ -117,9 +120,8 @@ class Container:
         """Audit an authorizer denial (no principal: only what was refused, where, and why)."""
         import uuid
 
-        from stellaops_signer.domain.audit import AuditRecord
+        from stellaops_signer.domain.audit import AuditRecord, iso_time
         from stellaops_signer.domain.errors import SignerError
-        from stellaops_signer.usecases.sign_dsse import iso_time
 
         record = AuditRecord(
             audit_id=str(uuid.uuid4()),
@@ -139,6 +141,9 @@ class Container:
 
     @cached_property
     def sign_dsse(self) -> SignDsse:
+        from stellaops_signer.domain.predicates import PredicateCatalogue
+        from stellaops_signer.usecases.sign_dsse import SignDsse
+
         return SignDsse(
             signer=self.key_signer,
             audit=self.audit,

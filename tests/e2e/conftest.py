@@ -21,13 +21,15 @@ from local.stack import free_port
 from tests.conftest import ROOT
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
+def _wait_for(facts: Path, ports: tuple[int, ...], process: subprocess.Popen[bytes], deadline: float) -> None:
+    """Until the stack has written its facts (its last start-up step) and every port answers."""
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the local stack exited with {process.returncode}")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
+        if facts.exists():
+            with socket.socket() as a, socket.socket() as b:
+                if all(s.connect_ex(("127.0.0.1", p)) == 0 for s, p in zip((a, b), ports, strict=True)):
+                    return
         time.sleep(0.1)
     raise TimeoutError("the local stack did not start in time")
 
@@ -57,8 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         env=environment,
     )
     try:
-        _wait_for(port, process, time.monotonic() + 60)
-        _wait_for(authority_port, process, time.monotonic() + 10)
+        _wait_for(directory / "stack.json", (port, authority_port), process, time.monotonic() + 60)
         info = json.loads((directory / "stack.json").read_text())
         info["dir"] = str(directory)
         yield info

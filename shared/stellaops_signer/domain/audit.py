@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 Decision = Literal["allow", "deny"]
@@ -40,3 +41,8 @@ class AuditRecord:
         return {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if v not in ("", ())
         }
+
+
+def iso_time(epoch: float) -> str:
+    """RFC 3339 UTC time with milliseconds, as audit records carry it."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

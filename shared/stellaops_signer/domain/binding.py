@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ssl
 from dataclasses import dataclass
 from typing import Literal
-
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from stellaops_signer.domain.errors import InvalidToken
 from stellaops_signer.domain.tokens import OpToken, b64url
@@ -48,12 +46,18 @@ class Principal:
 
 
 def certificate_thumbprint(pem: str) -> str:
-    """``x5t#S256`` of a PEM certificate: base64url(SHA-256(DER)), no padding (RFC 8705 §3.1)."""
+    """``x5t#S256`` of a PEM certificate: base64url(SHA-256(DER)), no padding (RFC 8705 §3.1).
+
+    The thumbprint is over the DER bytes as presented; parsing the certificate is TLS's job
+    (API Gateway has verified it against the truststore), so only the PEM armour is removed.
+    """
     try:
-        certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
+        der = ssl.PEM_cert_to_DER_cert(pem.strip() + "\n")
+    except (ValueError, UnicodeError):
         raise InvalidToken("the client certificate cannot be parsed") from None
-    return b64url(hashlib.sha256(certificate.public_bytes(Encoding.DER)).digest())
+    if not der:
+        raise InvalidToken("the client certificate cannot be parsed")
+    return b64url(hashlib.sha256(der).digest())
 
 
 def verify_certificate_binding(token: OpToken, client_cert_pem: str | None) -> None:

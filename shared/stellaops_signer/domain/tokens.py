@@ -10,33 +10,17 @@ import base64
 import hashlib
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAPSSAlgorithm
-
 from stellaops_signer.domain.errors import InvalidToken
+from stellaops_signer.domain.jose import KEY_REQUIREMENTS, PublicJwk, b64url_decode
 
 AUDIENCE = "signer"
 CLOCK_SKEW_SECONDS = 30
 #: Asymmetric only; never ``none``, never HMAC (spec §3.1).
-ALLOWED_ALGORITHMS = ("ES256", "ES384", "EdDSA", "PS256")
-#: What each algorithm demands of the key (RFC 7518 §3.4, §3.5; RFC 8037 §3.1).
-_KEY_REQUIREMENTS: dict[str, tuple[str, str | None]] = {
-    "ES256": ("EC", "P-256"),
-    "ES384": ("EC", "P-384"),
-    "EdDSA": ("OKP", "Ed25519"),
-    "PS256": ("RSA", None),
-}
-_ALGORITHM_IMPLEMENTATIONS: dict[str, Any] = {
-    "ES256": ECAlgorithm(ECAlgorithm.SHA256),
-    "ES384": ECAlgorithm(ECAlgorithm.SHA384),
-    "EdDSA": OKPAlgorithm(),
-    "PS256": RSAPSSAlgorithm(RSAPSSAlgorithm.SHA256),
-}
-
+ALLOWED_ALGORITHMS = tuple(KEY_REQUIREMENTS)
 BindingKind = Literal["jkt", "x5t#S256"]
 
 
@@ -48,34 +32,10 @@ def sha256_b64url(data: bytes) -> str:
     return b64url(hashlib.sha256(data).digest())
 
 
-@dataclass(frozen=True, slots=True)
-class VerificationKey:
-    """A public key from a JWKS, parsed once."""
-
-    kid: str | None
-    kty: str
-    crv: str | None
-    alg: str | None
-    key: Any
-
-    @classmethod
-    def from_jwk(cls, jwk: Mapping[str, Any]) -> VerificationKey:
-        """Parse a public JWK; raises ValueError for private or unsupported keys."""
-        if "d" in jwk or "p" in jwk:
-            raise ValueError("a JWKS must hold public keys only")
-        kty = jwk.get("kty")
-        if kty not in ("EC", "OKP", "RSA"):
-            raise ValueError(f"unsupported key type {kty!r}")
-        text = json.dumps(dict(jwk))
-        implementation: Any = {"EC": ECAlgorithm, "OKP": OKPAlgorithm, "RSA": RSAPSSAlgorithm}[kty]
-        key = implementation.from_jwk(text)
-        return cls(jwk.get("kid"), kty, jwk.get("crv"), jwk.get("alg"), key)
-
-
 class KeySet:
     """The keys an issuer signs with, looked up by ``kid``."""
 
-    def __init__(self, keys: list[VerificationKey]) -> None:
+    def __init__(self, keys: list[PublicJwk]) -> None:
         self.keys = keys
         self._by_kid = {k.kid: k for k in keys if k.kid is not None}
 
@@ -84,9 +44,9 @@ class KeySet:
         keys = jwks.get("keys")
         if not isinstance(keys, list) or not keys:
             raise ValueError("a JWKS needs a non-empty 'keys' list")
-        return cls([VerificationKey.from_jwk(k) for k in keys])
+        return cls([PublicJwk.parse(k) for k in keys])
 
-    def find(self, kid: str | None) -> VerificationKey | None:
+    def find(self, kid: str | None) -> PublicJwk | None:
         if kid is None:
             return self.keys[0] if len(self.keys) == 1 else None
         return self._by_kid.get(kid)
@@ -107,16 +67,6 @@ class OpToken:
     issued_at: int
     expires_at: int
     token_id: str | None
-
-
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
-def b64url_decode(segment: str) -> bytes:
-    """Strict base64url without padding (RFC 7515 §2); raises ValueError."""
-    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,14 +116,9 @@ def verify_jws(
     key = keys.find(jws.kid)
     if key is None:
         raise error("the signing key is unknown")
-    kty, crv = _KEY_REQUIREMENTS[alg]
-    if key.kty != kty or (crv is not None and key.crv != crv) or (key.alg is not None and key.alg != alg):
+    if not key.can_verify(alg):
         raise error("the header algorithm does not match the key")
-    try:
-        valid = _ALGORITHM_IMPLEMENTATIONS[alg].verify(jws.signing_input, key.key, jws.signature)
-    except (ValueError, TypeError):
-        valid = False
-    if not valid:
+    if not key.verify(alg, jws.signing_input, jws.signature):
         raise error("the signature does not verify")
     try:
         claims = json.loads(jws.payload, parse_constant=_no_constant)

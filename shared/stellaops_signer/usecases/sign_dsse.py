@@ -8,10 +8,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from stellaops_signer.domain.audit import AuditRecord
+from stellaops_signer.domain.audit import AuditRecord, iso_time
 from stellaops_signer.domain.authorization import SIGN_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae
@@ -38,10 +37,6 @@ class RequestMeta:
 class SignResult:
     body: dict[str, Any]
     headers: dict[str, str]
-
-
-def iso_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class SignDsse:

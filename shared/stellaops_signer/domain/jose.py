@@ -1,0 +1,130 @@
+"""The JOSE subset the Signer accepts: public JWKs and JWS signatures for ES256, ES384,
+EdDSA (Ed25519) and PS256, on ``cryptography`` alone.
+
+RFC 7518 §3.4 (ECDSA: the signature is R‖S, each the curve's byte length), §3.5 (RSASSA-PSS
+with SHA-256, MGF1 SHA-256, a 32-byte salt), §6 (JWK members); RFC 8037 §2–3 (OKP Ed25519).
+Anything else — ``none``, HMAC, RS256, other curves, private members — is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+#: algorithm → (kty, crv) a key must have to verify it.
+KEY_REQUIREMENTS: dict[str, tuple[str, str | None]] = {
+    "ES256": ("EC", "P-256"),
+    "ES384": ("EC", "P-384"),
+    "EdDSA": ("OKP", "Ed25519"),
+    "PS256": ("RSA", None),
+}
+_CURVES: dict[str, tuple[ec.EllipticCurve, int, hashes.HashAlgorithm]] = {
+    "P-256": (ec.SECP256R1(), 32, hashes.SHA256()),
+    "P-384": (ec.SECP384R1(), 48, hashes.SHA384()),
+}
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_MIN_RSA_BITS = 2048
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Strict base64url without padding (RFC 7515 §2); raises ValueError."""
+    if not isinstance(segment, str) or not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class PublicJwk:
+    """A parsed public JWK: the members that decide what it may verify, and the key itself."""
+
+    kty: str
+    crv: str | None
+    alg: str | None
+    kid: str | None
+    key: Any
+
+    @classmethod
+    def parse(cls, jwk: Mapping[str, Any]) -> PublicJwk:
+        """Parse a public JWK; raises ValueError for private, malformed or unsupported keys."""
+        if not isinstance(jwk, Mapping):
+            raise ValueError("a JWK is a JSON object")
+        if _PRIVATE_MEMBERS & set(jwk):
+            raise ValueError("JWKs must hold public keys only")
+        kty, crv = jwk.get("kty"), jwk.get("crv")
+        if kty == "EC":
+            if crv not in _CURVES:
+                raise ValueError(f"unsupported curve {crv!r}")
+            curve, size, _ = _CURVES[crv]
+            x, y = b64url_decode(jwk.get("x", "")), b64url_decode(jwk.get("y", ""))
+            if len(x) != size or len(y) != size:
+                raise ValueError("EC coordinates have the wrong length")
+            key: Any = ec.EllipticCurvePublicNumbers(
+                int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
+            ).public_key()  # raises ValueError for a point not on the curve
+        elif kty == "OKP":
+            if crv != "Ed25519":
+                raise ValueError(f"unsupported curve {crv!r}")
+            x = b64url_decode(jwk.get("x", ""))
+            if len(x) != 32:
+                raise ValueError("an Ed25519 key is 32 bytes")
+            key = Ed25519PublicKey.from_public_bytes(x)
+        elif kty == "RSA":
+            n, e = b64url_decode(jwk.get("n", "")), b64url_decode(jwk.get("e", ""))
+            modulus = int.from_bytes(n, "big")
+            if modulus.bit_length() < _MIN_RSA_BITS:
+                raise ValueError(f"RSA keys need at least {_MIN_RSA_BITS} bits")
+            key = rsa.RSAPublicNumbers(int.from_bytes(e, "big"), modulus).public_key()
+        else:
+            raise ValueError(f"unsupported key type {kty!r}")
+        alg, kid = jwk.get("alg"), jwk.get("kid")
+        return cls(
+            kty,
+            crv if isinstance(crv, str) else None,
+            alg if isinstance(alg, str) else None,
+            kid if isinstance(kid, str) else None,
+            key,
+        )
+
+    def can_verify(self, alg: str) -> bool:
+        """The header ``alg`` must match the key type, curve and (when present) the JWK ``alg``."""
+        requirement = KEY_REQUIREMENTS.get(alg)
+        if requirement is None:
+            return False
+        kty, crv = requirement
+        return self.kty == kty and (crv is None or self.crv == crv) and self.alg in (None, alg)
+
+    def verify(self, alg: str, signing_input: bytes, signature: bytes) -> bool:
+        """True when ``signature`` is a valid ``alg`` signature by this key; never raises."""
+        if not self.can_verify(alg):
+            return False
+        try:
+            if self.kty == "EC":
+                _, size, digest = _CURVES[self.crv or ""]
+                if len(signature) != 2 * size:
+                    return False
+                der = encode_dss_signature(
+                    int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+                )
+                self.key.verify(der, signing_input, ec.ECDSA(digest))
+            elif self.kty == "OKP":
+                self.key.verify(signature, signing_input)
+            else:
+                self.key.verify(
+                    signature,
+                    signing_input,
+                    padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+                    hashes.SHA256(),
+                )
+        except (InvalidSignature, ValueError):
+            return False
+        return True
