@@ -1,9 +1,10 @@
 """A local stand-in for the Stella Ops Authority: a JWKS and a client-credentials token endpoint.
 
 ``POST /token`` (RFC 6749 §4.4) authenticates the client by its mTLS certificate
-(RFC 8705 §2, ``tls_client_auth``: the certificate's CN names the client) and issues an
-OpTok bound to that certificate (``cnf.x5t#S256``). The registered clients decide tenant,
-installation and the scopes a client may ask for.
+(RFC 8705 §2, ``tls_client_auth``: the certificate's CN names the client). With a ``DPoP``
+proof header (RFC 9449 §5) the OpTok is bound to the proof's key (``cnf.jkt``, token type
+``DPoP``); without one, to the certificate (``cnf.x5t#S256``, token type ``Bearer``). The
+registered clients decide tenant, installation and the scopes a client may ask for.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,6 +27,8 @@ from jwt.algorithms import ECAlgorithm
 
 from local.tls import peer_certificate_pem
 from stellaops_signer.domain.binding import certificate_thumbprint
+from stellaops_signer.domain.dpop import verify_proof
+from stellaops_signer.domain.errors import InvalidDpopProof
 from stellaops_signer.domain.tokens import jwk_thumbprint
 
 ISSUER = "https://authority.stellaops.local"
@@ -91,27 +95,44 @@ class LocalAuthority:
             "cnf": dict(cnf),
         }
 
-    def token_for_certificate(self, cert_pem: str, requested_scopes: set[str] | None) -> dict[str, Any]:
+    def token_for_certificate(
+        self,
+        cert_pem: str,
+        requested_scopes: set[str] | None,
+        dpop_proof: str | None = None,
+        token_url: str = "",
+    ) -> dict[str, Any]:
         """The client-credentials grant for the client whose certificate terminated TLS."""
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
         common_names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         client_id = str(common_names[0].value) if common_names else ""
         if client_id not in CLIENTS:
             return {"error": "invalid_client"}
-        claims = self.claims_for(
-            client_id, cnf={"x5t#S256": certificate_thumbprint(cert_pem)}, scopes=requested_scopes
-        )
+        if dpop_proof is None:
+            cnf, token_type = {"x5t#S256": certificate_thumbprint(cert_pem)}, "Bearer"
+        else:
+            try:
+                proof = verify_proof(
+                    dpop_proof,
+                    method="POST",
+                    url=token_url,
+                    access_token=None,
+                    expected_jkt=None,
+                    now=time.time(),
+                )
+            except InvalidDpopProof as error:
+                return {"error": "invalid_dpop_proof", "error_description": error.detail}
+            cnf, token_type = {"jkt": proof.jkt}, "DPoP"
+        claims = self.claims_for(client_id, cnf=cnf, scopes=requested_scopes)
         return {
             "access_token": self.mint(claims),
-            "token_type": "Bearer",
+            "token_type": token_type,
             "expires_in": TOKEN_LIFETIME,
             "scope": claims["scope"],
         }
 
 
-def handler_for(authority: LocalAuthority) -> type:
-    from http.server import BaseHTTPRequestHandler
-
+def handler_for(authority: LocalAuthority, base_url: str) -> type[BaseHTTPRequestHandler]:
     class AuthorityHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -144,7 +165,10 @@ def handler_for(authority: LocalAuthority) -> type:
             if cert_pem is None:
                 return self._send(401, {"error": "invalid_client"})
             scopes = set(form["scope"][0].split()) if "scope" in form else None
-            answer = authority.token_for_certificate(cert_pem, scopes)
-            self._send(401 if "error" in answer else 200, answer)
+            answer = authority.token_for_certificate(
+                cert_pem, scopes, self.headers.get("DPoP"), token_url=base_url + "/token"
+            )
+            status = 200 if "error" not in answer else 401 if answer["error"] == "invalid_client" else 400
+            self._send(status, answer)
 
     return AuthorityHandler

@@ -1,9 +1,10 @@
 """``signer-client``: sign a file through the Signer's HTTPS API and verify the answer.
 
-Gets an OpTok from the Authority (client credentials over mTLS), calls
-``POST /api/v1/signer/sign/dsse`` with the client certificate, then verifies the DSSE
-envelope with the key published at ``/api/v1/signer/keys`` and checks that the signed
-Statement names the file's digest.
+Gets an OpTok from the Authority (client credentials over mTLS, bound to a DPoP key by
+default), calls ``POST /api/v1/signer/sign/dsse`` with a DPoP proof per request (retrying
+once when the Signer asks for a nonce) over mTLS, then verifies the DSSE envelope with the
+key published at ``/api/v1/signer/keys`` and checks that the signed Statement names the
+file's digest.
 """
 
 from __future__ import annotations
@@ -22,32 +23,60 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from local.dpop import DpopKey
+
 ROOT = Path(__file__).resolve().parent.parent
 #: The scanner release the local stack trusts (issue 4 publishes and verifies it).
 LOCAL_SCANNER_DIGEST = "sha256:" + hashlib.sha256(b"stellaops/scanner:local").hexdigest()
 
 
 class SignerClient:
-    def __init__(self, stack: dict[str, Any], client: str = "scanner-1") -> None:
+    """Calls the Signer as a scanner would: DPoP-bound by default (a fresh proof per request,
+    one retry when the server asks for a nonce), or certificate-bound (``binding="mtls"``)."""
+
+    def __init__(self, stack: dict[str, Any], client: str = "scanner-1", binding: str = "dpop") -> None:
         self.stack = stack
         identity = stack["clients"][client]
         self.http = requests.Session()
         self.http.trust_env = False  # this machine sets REQUESTS_CA_BUNDLE: use our CA, not the env's
         self.http.verify = stack["ca"]
         self.http.cert = (identity["cert"], identity["key"])
+        self.dpop = DpopKey() if binding == "dpop" else None
+        #: The last DPoP-Nonce the Signer handed out (RFC 9449 §8).
+        self.nonce: str | None = None
 
     def token(self, scope: str = "signer.sign") -> str:
+        url = self.stack["authority"] + "/token"
+        headers = {"DPoP": self.dpop.proof("POST", url)} if self.dpop else {}
         answer = self.http.post(
-            self.stack["authority"] + "/token",
-            data={"grant_type": "client_credentials", "scope": scope},
-            timeout=10,
+            url, data={"grant_type": "client_credentials", "scope": scope}, headers=headers, timeout=10
         )
         answer.raise_for_status()
         return str(answer.json()["access_token"])
 
     def call(self, method: str, path: str, token: str, **kwargs: Any) -> requests.Response:
-        headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
-        return self.http.request(method, self.stack["signer"] + path, headers=headers, timeout=30, **kwargs)
+        """One API call; with DPoP, retried once if the answer is ``use_dpop_nonce``."""
+        url = self.stack["signer"] + path
+        extra = kwargs.pop("headers", {})
+        for attempt in (1, 2):
+            headers = dict(extra)
+            if self.dpop:
+                headers["Authorization"] = f"DPoP {token}"
+                headers["DPoP"] = self.dpop.proof(method, url, access_token=token, nonce=self.nonce)
+            else:
+                headers["Authorization"] = f"Bearer {token}"
+            answer = self.http.request(method, url, headers=headers, timeout=30, **kwargs)
+            self.nonce = answer.headers.get("DPoP-Nonce", self.nonce)
+            challenge = answer.headers.get("WWW-Authenticate", "")
+            if (
+                attempt == 1
+                and self.dpop
+                and answer.status_code == 401
+                and 'error="use_dpop_nonce"' in challenge
+            ):
+                continue
+            return answer
+        return answer
 
     def sign_file(self, path: Path, predicate_type: str, predicate: dict[str, Any]) -> dict[str, Any]:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -94,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="signer-client", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", type=Path, default=ROOT / ".local" / "stack.json")
     parser.add_argument("--client", default="scanner-1", help="client certificate name under .local/pki")
+    parser.add_argument("--binding", choices=("dpop", "mtls"), default="dpop", help="how the token is bound")
     sub = parser.add_subparsers(dest="command", required=True)
     sign = sub.add_parser("sign", help="sign a file and verify the answer")
     sign.add_argument("file", type=Path)
@@ -102,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     sign.add_argument("--out", type=Path, help="write the whole answer here")
     sub.add_parser("keys", help="print the verification keys")
     args = parser.parse_args(argv)
-    client = SignerClient(json.loads(args.stack.read_text()), args.client)
+    client = SignerClient(json.loads(args.stack.read_text()), args.client, args.binding)
     if args.command == "keys":
         print(json.dumps(client.call("GET", "/api/v1/signer/keys", client.token()).json(), indent=2))
         return

@@ -106,7 +106,9 @@ def start(
     gateway = Gateway(template)
     gateway_server = MutualTlsServer(port, gateway_handler(gateway), server_context(pki, server_identity))
     authority_server = MutualTlsServer(
-        authority_port, authority_handler(authority), server_context(pki, server_identity)
+        authority_port,
+        authority_handler(authority, f"https://127.0.0.1:{authority_port}"),
+        server_context(pki, server_identity),
     )
     gateway_server.start()
     authority_server.start()

@@ -19,8 +19,6 @@ from stellaops_signer.wiring import container
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     signer = container()
     if http.is_authorizer_event(event):
-        return http.authorizer_answer(
-            event, signer.authenticator.authenticate, signer.record_authentication_denial
-        )
-    principal = signer.authenticator.authenticate_iam(event.get("opToken"))
+        return http.authorizer_answer(event, signer.authenticator, signer.record_authentication_denial)
+    principal = signer.tokens.authenticate_iam(event.get("opToken"))
     return {"principal": http.principal_context(principal, http.correlation_id(event.get("headers")))}

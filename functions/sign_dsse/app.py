@@ -41,7 +41,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
         return http.serve(event, ROUTES)
     signer = container()
-    principal = signer.authenticator.authenticate_iam(event.get("opToken"))
+    principal = signer.tokens.authenticate_iam(event.get("opToken"))
     result = signer.sign_dsse(
         principal,
         lambda: SignRequest.from_mapping(event.get("request")),

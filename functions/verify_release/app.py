@@ -26,5 +26,5 @@ ROUTES = {("GET", http.VERIFY_PATH): route}
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
         return http.serve(event, ROUTES)
-    container().authenticator.authenticate_iam(event.get("opToken"))
+    container().tokens.authenticate_iam(event.get("opToken"))
     raise NotImplementedYet("this step arrives with issue 4")

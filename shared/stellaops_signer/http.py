@@ -167,6 +167,9 @@ def serve(event: Mapping[str, Any], routes: Mapping[tuple[str, str], Route]) -> 
         return proxy_answer(*problem(InternalError("an unexpected error occurred"), correlation))
     count_outcome("ok")
     headers = {"Content-Type": JSON, CORRELATION_HEADER: correlation, **answer.headers}
+    nonce = request.authorizer.get("dpopNonce")
+    if nonce:  # RFC 9449 §8.2: a fresh nonce on successful answers too
+        headers["DPoP-Nonce"] = str(nonce)
     return proxy_answer(answer.status, headers, answer.body)
 
 
@@ -223,16 +226,30 @@ def denial_context(error: SignerError, correlation: str) -> dict[str, str]:
     }
 
 
+def all_values(event: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """Every value of a header, from ``multiValueHeaders`` (REST events keep only the last in
+    ``headers``)."""
+    lowered = name.lower()
+    for key, values in (event.get("multiValueHeaders") or {}).items():
+        if key.lower() == lowered:
+            return tuple(values or ())
+    single = header(event.get("headers"), name)
+    return (single,) if single is not None else ()
+
+
 def is_authorizer_event(event: Mapping[str, Any]) -> bool:
     return event.get("type") == "REQUEST" and "methodArn" in event
 
 
-def authorizer_answer(event: Mapping[str, Any], authenticate: Any, record_denial: Any) -> dict[str, Any]:
+def authorizer_answer(
+    event: Mapping[str, Any], authenticator: Any, record_denial: Callable[..., None]
+) -> dict[str, Any]:
     """Answer a REST REQUEST authorizer event: Allow with the principal, or Deny with the
     problem the gateway response renders as a 401 (template.yaml ``GatewayResponses``).
+    Both carry a fresh DPoP nonce for the answer's ``DPoP-Nonce`` header.
 
-    ``authenticate(RequestFacts) -> Principal``; ``record_denial(error, facts, correlation)``.
-    Unexpected errors propagate: API Gateway then answers 500 (fail closed).
+    ``record_denial(error, facts, correlation)`` audits a refusal. Unexpected errors
+    propagate: API Gateway then answers 500 (fail closed).
     """
     from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
         APIGatewayAuthorizerRequestEvent,
@@ -250,23 +267,25 @@ def authorizer_answer(event: Mapping[str, Any], authenticate: Any, record_denial
         method=request.http_method,
         path=request.path,
         authorization=header(headers, "Authorization"),
-        dpop_proof=header(headers, "DPoP"),
+        dpop_proofs=all_values(event, "DPoP"),
         client_cert_pem=client_cert.client_cert_pem if client_cert else None,
     )
     try:
-        principal = authenticate(facts)
+        principal = authenticator.authenticate(facts)
     except AuthenticationError as error:
         logger.info("authentication refused", extra={"code": error.code, "path": facts.path})
         count_outcome(error.code)
         record_denial(error, facts, correlation)
+        error.headers.setdefault("DPoP-Nonce", authenticator.fresh_nonce())
         answer = APIGatewayAuthorizerResponse.from_route_arn(
             request.method_arn, "anonymous", context=denial_context(error, correlation)
         )
         answer.deny_all_routes()
         return answer.asdict()
     count_outcome("authenticated")
+    context = {**principal_context(principal, correlation), "dpopNonce": authenticator.fresh_nonce()}
     answer = APIGatewayAuthorizerResponse.from_route_arn(
-        request.method_arn, principal.subject, context=principal_context(principal, correlation)
+        request.method_arn, principal.subject, context=context
     )
     arn = request.parsed_arn
     answer.allow_route(arn.http_method or "*", arn.resource)

@@ -41,6 +41,14 @@ class AuditLog(Protocol):
         ...
 
 
+class ReplayStore(Protocol):
+    """Remembers single-use values (DPoP ``jti``) across every instance."""
+
+    def remember(self, key: str, expires_at: int) -> None:
+        """Record ``key`` once; raises InvalidDpopProof if it was recorded before (or cannot be)."""
+        ...
+
+
 class KeySetSource(Protocol):
     """An issuer's JWKS, refreshed when a token names a key it does not hold yet."""
 

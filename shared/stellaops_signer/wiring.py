@@ -16,7 +16,7 @@ from stellaops_signer.config import Settings
 
 if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
     from stellaops_signer.ports import AuditLog, Clock, KeySetSource, KeySigner
-    from stellaops_signer.usecases.authenticate import Authenticator
+    from stellaops_signer.usecases.authenticate import Authenticator, TokenVerifier
     from stellaops_signer.usecases.sign_dsse import SignDsse
 
 HTTP_TIMEOUT_SECONDS = 3.0
@@ -105,14 +105,32 @@ class Container:
     # --- use cases -------------------------------------------------------------------------
 
     @cached_property
-    def authenticator(self) -> Authenticator:
-        from stellaops_signer.usecases.authenticate import Authenticator
+    def tokens(self) -> TokenVerifier:
+        from stellaops_signer.usecases.authenticate import TokenVerifier
 
         self.settings.require("authority_issuer")
-        return Authenticator(
+        return TokenVerifier(
             authority_keys=self.authority_keys,
             issuer=self.settings.authority_issuer,
             max_lifetime=self.settings.max_token_lifetime_seconds,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        from stellaops_signer.adapters.replay import DynamoDbReplayStore
+        from stellaops_signer.adapters.secrets import read_secret
+        from stellaops_signer.domain.dpop import NonceKeeper
+        from stellaops_signer.usecases.authenticate import Authenticator
+
+        self.settings.require("public_base_url", "nonce_secret_arn", "replay_table")
+        nonce_key = read_secret(self.client("secretsmanager"), self.settings.nonce_secret_arn)
+        return Authenticator(
+            tokens=self.tokens,
+            public_base_url=self.settings.public_base_url,
+            nonces=NonceKeeper(nonce_key, self.settings.dpop_nonce_ttl_seconds),
+            require_nonce=self.settings.require_dpop_nonce,
+            replay=DynamoDbReplayStore(self.dynamodb, self.settings.replay_table),
             clock=self.clock,
         )
 

@@ -116,10 +116,13 @@ def test_token_bound_to_another_certificate_is_refused(stack: dict[str, Any], st
     assert "another client certificate" in _unauthorized(answer)["detail"]
 
 
-def test_token_issued_to_another_client_cannot_be_replayed_by_this_one(stack: dict[str, Any]) -> None:
-    token = SignerClient(stack, "scanner-b").token()
-    answer = SignerClient(stack, "scanner-1").call("POST", SIGN, token, json=BODY)
-    _unauthorized(answer)
+@pytest.mark.parametrize(("binding", "code"), [("mtls", "invalid_token"), ("dpop", "invalid_dpop_proof")])
+def test_token_issued_to_another_client_cannot_be_used_by_this_one(
+    stack: dict[str, Any], binding: str, code: str
+) -> None:
+    token = SignerClient(stack, "scanner-b", binding).token()
+    answer = SignerClient(stack, "scanner-1", binding).call("POST", SIGN, token, json=BODY)
+    _problem(answer, 401, code)
 
 
 @pytest.mark.parametrize(

@@ -184,15 +184,6 @@ def test_token_signed_by_an_unknown_key_is_refused(
     assert "unknown" in _assert_refused(handlers, authorizer_event(token, client_cert))["errorDetail"]
 
 
-def test_dpop_scheme_is_refused_until_dpop_lands(
-    aws: Any, handlers: Any, authority: Any, client_cert: Any
-) -> None:
-    context = _assert_refused(
-        handlers, authorizer_event(token_for(authority, None), client_cert, scheme="DPoP")
-    )
-    assert context["wwwAuthenticate"].startswith("DPoP ")
-
-
 def test_denials_are_audited_without_the_token(
     aws: Any, handlers: Any, authority: Any, client_cert: Any, other_cert: Any
 ) -> None:

@@ -229,11 +229,15 @@ def parse_challenge(value: str) -> tuple[str, dict[str, str]]:
 
 
 @pytest.mark.parametrize("error_class", AUTHENTICATION_ERRORS, ids=lambda c: c.__name__)
-def test_401_challenge_names_the_bearer_scheme_by_default(error_class: type[AuthenticationError]) -> None:
+def test_401_challenge_names_the_scheme_the_error_belongs_to_by_default(
+    error_class: type[AuthenticationError],
+) -> None:
     _, headers, _ = http.problem(error_class("the token has expired"), "cid-1")
     scheme, params = parse_challenge(headers["WWW-Authenticate"])
-    assert scheme == "Bearer"
-    assert params == {"error": error_class.code, "error_description": "the token has expired"}
+    expected = "Bearer" if error_class is errors.InvalidToken else "DPoP"  # proofs and nonces are DPoP's
+    assert scheme == expected
+    assert params["error"] == error_class.code and params["error_description"] == "the token has expired"
+    assert ("algs" in params) == (expected == "DPoP")
 
 
 @pytest.mark.parametrize("error_class", AUTHENTICATION_ERRORS, ids=lambda c: c.__name__)

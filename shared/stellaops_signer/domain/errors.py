@@ -37,9 +37,11 @@ class AuthenticationError(SignerError):
     #: "Bearer" or "DPoP": the scheme the challenge names.
     scheme: str = "Bearer"
 
-    def __init__(self, detail: str, *, scheme: str = "Bearer", headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, scheme: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail, headers=headers)
-        self.scheme = scheme
+        self.scheme = scheme or type(self).scheme
 
 
 class InvalidToken(AuthenticationError):
@@ -47,11 +49,11 @@ class InvalidToken(AuthenticationError):
 
 
 class InvalidDpopProof(AuthenticationError):
-    code, title = "invalid_dpop_proof", "Invalid DPoP proof"
+    code, title, scheme = "invalid_dpop_proof", "Invalid DPoP proof", "DPoP"
 
 
 class UseDpopNonce(AuthenticationError):
-    code, title = "use_dpop_nonce", "DPoP nonce required"
+    code, title, scheme = "use_dpop_nonce", "DPoP nonce required", "DPoP"
 
 
 class InsufficientScope(SignerError):

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from stellaops_signer.domain.errors import InvalidToken
+from stellaops_signer.domain.errors import AuthenticationError, InvalidToken
 from stellaops_signer.domain.jose import KEY_REQUIREMENTS, PublicJwk, b64url_decode
 
 AUDIENCE = "signer"
@@ -84,7 +84,7 @@ class CompactJws:
         return kid if isinstance(kid, str) else None
 
     @classmethod
-    def parse(cls, token: str, error: type[InvalidToken] = InvalidToken) -> CompactJws:
+    def parse(cls, token: str, error: type[AuthenticationError] = InvalidToken) -> CompactJws:
         """Split and decode; raises ``error`` for anything but three base64url segments and a
         JSON-object header."""
         parts = token.split(".")

@@ -1,13 +1,19 @@
-"""authenticate: who is calling (spec §3.1). All 401s of the service come from here."""
+"""authenticate: who is calling (spec §3.1). All 401s of the service come from here.
+
+A request carries an OpTok bound to a key the caller must prove it holds: its mTLS client
+certificate (``Bearer``, RFC 8705) or a DPoP key (``DPoP``, RFC 9449). A direct invocation
+(Step Functions, IAM-authenticated) verifies the OpTok alone, with binding kind ``iam``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from stellaops_signer.domain.binding import Principal, verify_certificate_binding
-from stellaops_signer.domain.errors import InvalidToken
+from stellaops_signer.domain.dpop import CLOCK_SKEW_SECONDS, NonceKeeper, verify_proof
+from stellaops_signer.domain.errors import InvalidDpopProof, InvalidToken
 from stellaops_signer.domain.tokens import CompactJws, OpToken, verify_op_token
-from stellaops_signer.ports import Clock, KeySetSource
+from stellaops_signer.ports import Clock, KeySetSource, ReplayStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +23,8 @@ class RequestFacts:
     method: str
     path: str
     authorization: str | None
-    dpop_proof: str | None
+    #: Every ``DPoP`` header value (RFC 9449 §4.3 (1): exactly one is allowed).
+    dpop_proofs: tuple[str, ...]
     client_cert_pem: str | None
 
 
@@ -32,8 +39,8 @@ def parse_authorization(value: str | None) -> tuple[str, str]:
     return scheme, token
 
 
-class Authenticator:
-    """Verifies the OpTok and the proof that the caller holds the key it is bound to."""
+class TokenVerifier:
+    """Verifies OpToks against the Authority's keys (signature, issuer, audience, times, claims)."""
 
     def __init__(self, *, authority_keys: KeySetSource, issuer: str, max_lifetime: int, clock: Clock) -> None:
         self._keys = authority_keys
@@ -41,8 +48,8 @@ class Authenticator:
         self._max_lifetime = max_lifetime
         self._clock = clock
 
-    def verify_token(self, token: str) -> OpToken:
-        """Signature, issuer, audience, times, claims and ``cnf`` of an OpTok; raises InvalidToken."""
+    def verify(self, token: str) -> OpToken:
+        """Raises InvalidToken naming the first rule the token breaks."""
         jws = CompactJws.parse(token)
         return verify_op_token(
             jws,
@@ -52,17 +59,72 @@ class Authenticator:
             max_lifetime=self._max_lifetime,
         )
 
-    def authenticate(self, request: RequestFacts) -> Principal:
-        """Authenticate an HTTP request: an OpTok plus its sender constraint; raises InvalidToken."""
-        scheme, token = parse_authorization(request.authorization)
-        op_token = self.verify_token(token)
-        if scheme == "bearer":
-            verify_certificate_binding(op_token, request.client_cert_pem)  # RFC 8705 §3
-            return Principal.from_token(op_token, "mtls")
-        raise InvalidToken("DPoP-bound tokens are not accepted yet", scheme="DPoP")
-
     def authenticate_iam(self, token: str | None) -> Principal:
         """A direct invocation (IAM-authenticated): the OpTok is verified, the binding is ``iam``."""
         if not token:
             raise InvalidToken("opToken is required")
-        return Principal.from_token(self.verify_token(token), "iam")
+        return Principal.from_token(self.verify(token), "iam")
+
+
+class Authenticator:
+    """An HTTP request's OpTok plus the proof that the caller holds the key it is bound to."""
+
+    def __init__(
+        self,
+        *,
+        tokens: TokenVerifier,
+        public_base_url: str,
+        nonces: NonceKeeper,
+        require_nonce: bool,
+        replay: ReplayStore,
+        clock: Clock,
+    ) -> None:
+        self._tokens = tokens
+        self._base_url = public_base_url.rstrip("/")
+        self._nonces = nonces
+        self._require_nonce = require_nonce
+        self._replay = replay
+        self._clock = clock
+
+    def fresh_nonce(self) -> str:
+        return self._nonces.issue(self._clock.now())
+
+    def authenticate(self, request: RequestFacts) -> Principal:
+        """Raises InvalidToken, InvalidDpopProof or UseDpopNonce (all 401)."""
+        scheme, token = parse_authorization(request.authorization)
+        if scheme == "bearer":
+            op_token = self._tokens.verify(token)
+            verify_certificate_binding(op_token, request.client_cert_pem)  # RFC 8705 §3
+            return Principal.from_token(op_token, "mtls")
+        try:
+            op_token = self._tokens.verify(token)
+        except InvalidToken as error:
+            error.scheme = "DPoP"
+            raise
+        if op_token.binding != "jkt":
+            raise InvalidToken(
+                "a certificate-bound token must be presented with the Bearer scheme", scheme="DPoP"
+            )
+        self._prove_possession(request, token, op_token)
+        return Principal.from_token(op_token, "dpop")
+
+    def _prove_possession(self, request: RequestFacts, token: str, op_token: OpToken) -> None:
+        """RFC 9449 §4.3 and §7.1: one valid proof, fresh nonce, never seen before."""
+        if len(request.dpop_proofs) != 1:
+            raise InvalidDpopProof("exactly one DPoP proof header is required")
+        now = self._clock.now()
+        proof = verify_proof(
+            request.dpop_proofs[0],
+            method=request.method,
+            url=self._base_url + request.path,
+            access_token=token,
+            expected_jkt=op_token.sender_key,
+            now=now,
+        )
+        if self._require_nonce:
+            self._nonces.check(proof.nonce, now)
+        # Last: only proofs that passed every other check are remembered; one winner across
+        # every instance (a conditional write), kept past the end of the acceptance window.
+        self._replay.remember(
+            proof.replay_key, expires_at=int(max(now, proof.iat)) + 2 * CLOCK_SKEW_SECONDS + 60
+        )

@@ -1,0 +1,21 @@
+"""Secrets from AWS Secrets Manager, read once per container (never logged)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from stellaops_signer.domain.errors import ConfigurationError
+
+
+def read_secret(client: Any, secret_id: str) -> bytes:
+    """The secret's value as bytes; a missing or unreadable secret stops the cold start."""
+    try:
+        answer = client.get_secret_value(SecretId=secret_id)
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigurationError(f"the secret {secret_id} cannot be read") from exc
+    value = answer.get("SecretBinary") or answer.get("SecretString", "").encode("utf-8")
+    if not value:
+        raise ConfigurationError(f"the secret {secret_id} is empty")
+    return bytes(value)
