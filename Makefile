@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := tests/interop/node_modules/.package-lock.json
 
 .PHONY: run test test-fast lint build bench events clean
 
@@ -12,13 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
+	npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
+
 run: $(STAMP)  ## the whole service on https://127.0.0.1:8443 (spec §7)
 	$(BIN)/python -m local.stack
 
-test: $(STAMP) lint build  ## lint, sam build, then the whole suite (unit, adapters, functions, e2e)
+test: $(STAMP) $(NODE_STAMP) lint build  ## lint, sam build, then the whole suite (unit, adapters, functions, e2e)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-test-fast: $(STAMP)  ## the suite without the template tools
+test-fast: $(STAMP) $(NODE_STAMP)  ## the suite without the template tools
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)  ## ruff, mypy, cfn-lint, sam validate --lint, statelint
