@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 SERVICE = "signer"
 NAMESPACE = "StellaOps/Signer"
@@ -17,5 +18,10 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 def count_outcome(outcome: str) -> None:
-    """Count a request and its outcome (``ok``, ``authenticated`` or the error code)."""
+    """Count a request and its outcome (``ok``, ``authenticated`` or the error code).
+
+    Skipped when metrics are disabled: Powertools then never flushes, so they would pile up.
+    """
+    if is_metrics_disabled():
+        return
     metrics.add_metric(name=f"Requests.{outcome}", unit=MetricUnit.Count, value=1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -38,9 +38,12 @@ class AuditRecord:
 
     def as_item(self) -> dict[str, object]:
         """The non-empty fields, for storage."""
-        return {
-            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items() if v not in ("", ())
-        }
+        item: dict[str, object] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if value != "" and value != ():
+                item[name] = list(value) if isinstance(value, tuple) else value
+        return item
 
 
 def iso_time(epoch: float) -> str:

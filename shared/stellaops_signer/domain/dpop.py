@@ -8,6 +8,7 @@ only proofs that passed everything else are remembered. Every failure raises
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -46,6 +47,7 @@ class DpopProof:
         return hashlib.sha256(f"{self.jkt}:{self.jti}".encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)
 def normalize_uri(uri: str) -> str:
     """RFC 3986 §6.2.2–6.2.3 normalisation of an http(s) URI, without query and fragment.
 
@@ -107,8 +109,7 @@ def verify_proof(
     if not isinstance(jwk, dict):
         raise InvalidDpopProof("the proof header needs a jwk")
     try:
-        key = PublicJwk.parse(jwk)
-        thumbprint = jwk_thumbprint(jwk)
+        key, thumbprint = _proof_key(json.dumps(jwk, sort_keys=True))
     except (ValueError, TypeError):
         raise InvalidDpopProof("the proof jwk must be a supported public key") from None
     # (6) the signature, with the key in the header.
@@ -147,6 +148,14 @@ def verify_proof(
     return DpopProof(jti=jti, iat=iat, jkt=thumbprint, nonce=nonce if isinstance(nonce, str) else None)
 
 
+@functools.lru_cache(maxsize=1024)
+def _proof_key(jwk_json: str) -> tuple[PublicJwk, str]:
+    """A proof's key and thumbprint, parsed once per distinct JWK (clients reuse their key, and
+    validating an EC point costs as much as a signature check). Raises ValueError."""
+    jwk = json.loads(jwk_json)
+    return PublicJwk.parse(jwk), jwk_thumbprint(jwk)
+
+
 def _claims(payload: bytes) -> dict[str, Any]:
     try:
         claims = json.loads(payload)
@@ -171,11 +180,19 @@ class NonceKeeper:
             raise ValueError("the nonce key needs at least 128 bits")
         self._key = key
         self._ttl = ttl_seconds
+        self._tags: dict[int, bytes] = {}
 
     def _tag(self, step: int) -> bytes:
-        return hmac.new(self._key, b"stellaops-dpop-nonce|" + struct.pack(">Q", step), "sha256").digest()[
-            : self._TAG_BYTES
-        ]
+        cached = self._tags.get(step)
+        if cached is None:
+            cached = hmac.new(
+                self._key, b"stellaops-dpop-nonce|" + struct.pack(">Q", step), "sha256"
+            ).digest()
+            cached = cached[: self._TAG_BYTES]
+            if len(self._tags) > 64:  # a few steps' worth: the nonce TTL over the step, and some
+                self._tags.clear()
+            self._tags[step] = cached
+        return cached
 
     def issue(self, now: float) -> str:
         step = int(now) // self.STEP_SECONDS
