@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.package-lock.json
 
-.PHONY: run test test-fast lint build bench events clean
+.PHONY: run test test-fast lint build bench events registry-tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,13 @@ $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
 run: $(STAMP)  ## the whole service on https://127.0.0.1:8443 (spec §7)
 	$(BIN)/python -m local.stack
 
-test: $(STAMP) $(NODE_STAMP) lint build  ## lint, sam build, then the whole suite (unit, adapters, functions, e2e)
+registry-tools:  ## Debian's docker-registry and skopeo, for the release tests (apt, as root)
+	bash .ci/registry.sh
+
+test: $(STAMP) $(NODE_STAMP) registry-tools lint build  ## lint, sam build, then the whole suite
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
-test-fast: $(STAMP) $(NODE_STAMP)  ## the suite without the template tools
+test-fast: $(STAMP) $(NODE_STAMP) registry-tools  ## the suite without the template tools
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)  ## ruff, mypy, cfn-lint, sam validate --lint, statelint

@@ -24,10 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from local.dpop import DpopKey
+from local.scanner_release import SCANNER_DIGEST
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The scanner release the local stack trusts (issue 4 publishes and verifies it).
-LOCAL_SCANNER_DIGEST = "sha256:" + hashlib.sha256(b"stellaops/scanner:local").hexdigest()
+#: The scanner release the local stack publishes, signs and trusts.
+LOCAL_SCANNER_DIGEST = SCANNER_DIGEST
 
 
 class SignerClient:

@@ -16,11 +16,12 @@ from typing import Any
 from local.authority import LocalAuthority
 from local.gateway import ACCOUNT, API_ID, REGION, STAGE, client_cert_context
 from local.pki import DevPki
+from local.scanner_release import SCANNER_DIGEST
 from stellaops_signer.domain.binding import certificate_thumbprint
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
-EXAMPLE_DIGEST = "sha256:" + "5" * 64
+EXAMPLE_DIGEST = SCANNER_DIGEST  # the fixed local release (local/scanner_release.py)
 SIGN_BODY = {
     "subject": [{"name": "scan/report.json", "digest": {"sha256": "a" * 64}}],
     "predicateType": "stella.ops/report@v1",

@@ -1,8 +1,9 @@
 """``make run``: the whole Signer on this machine (spec §7).
 
 moto's server stands in for AWS (resources created from template.yaml, KMS corrected for
-DIGEST signing), beside a local Authority and the HTTPS + mTLS gateway on
-https://127.0.0.1:8443. Keys and certificates live under ``.local/``.
+DIGEST signing), beside a local Authority, an OCI 1.1 registry holding a signed scanner
+release, and the HTTPS + mTLS gateway on https://127.0.0.1:8443. Keys and certificates
+live under ``.local/``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,17 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from local.scanner_release import REPOSITORY, SCANNER_DIGEST, VERSION, publish_image
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def local_parameters(base_url: str, authority: Any) -> dict[str, str]:
-    """Template parameter values of the local stack (and of the tests' moto-backed functions)."""
+def local_parameters(base_url: str, authority: Any, registry: str, release_keys_pem: str) -> dict[str, str]:
+    """Template parameter values of the local stack (and of the tests' moto-backed functions).
+
+    ``registry`` is the ``127.0.0.1:<port>`` of the release registry stand-in; its scanner
+    repository is trusted under ``release_keys_pem``.
+    """
     return {
         "PublicBaseUrl": base_url,
         "AuthorityIssuer": authority.issuer,
@@ -34,9 +41,9 @@ def local_parameters(base_url: str, authority: Any) -> dict[str, str]:
                 "pro": {"qps": 10, "concurrency": 5, "maxArtifactBytes": 10485760, "dailySignatures": 10000},
             }
         ),
-        "ReleaseTrustedKeys": "",
-        "ScannerRepositories": "127.0.0.1/stellaops/scanner",
-        "RegistryAllowList": "127.0.0.1",
+        "ReleaseTrustedKeys": release_keys_pem,
+        "ScannerRepositories": f"{registry}/{REPOSITORY}",
+        "RegistryAllowList": registry,
         "RequireDpopNonce": "true",
         "DefaultSigningMode": "kms",
         "DomainName": "signer.local",
@@ -45,6 +52,24 @@ def local_parameters(base_url: str, authority: Any) -> dict[str, str]:
 
 
 CLIENTS = ("scanner-1", "auditor-1", "scanner-b", "intruder")
+
+
+def publish_release(directory: Path) -> tuple[Any, str, Any]:
+    """Start the release registry stand-in (OCI 1.1, with the Referrers API) and publish the
+    fixed scanner image signed by the release key under ``directory``."""
+    from local.registry import OciRegistry
+    from local.release import HttpPusher, ReleaseKey, publish_signature
+
+    key = ReleaseKey.load_or_create(directory / "release.key")
+    registry = OciRegistry()
+    base_url = registry.start()
+    host = base_url.removeprefix("http://")
+    pusher = HttpPusher(base_url)
+    digest = publish_image(pusher, REPOSITORY)
+    publish_signature(
+        pusher, f"{host}/{REPOSITORY}", REPOSITORY, digest, key, version=VERSION, mode="referrers"
+    )
+    return registry, host, key
 
 
 def free_port() -> int:
@@ -91,14 +116,18 @@ def start(
     import boto3
 
     authority = LocalAuthority(directory / "authority.key")
+    registry, registry_host, release_key = publish_release(directory)
     base_url = f"https://127.0.0.1:{port}"
     template = load_template()
     provisioner = Provisioner(
-        boto3.session.Session(region_name="us-east-1"), template, local_parameters(base_url, authority)
+        boto3.session.Session(region_name="us-east-1"),
+        template,
+        local_parameters(base_url, authority, registry_host, release_key.public_pem),
     )
     physical = provisioner.create_all()
     environment = provisioner.function_environment()
     os.environ.update(environment)
+    os.environ["SIGNER_REGISTRY_INSECURE_LOOPBACK"] = "true"  # the stand-in registry speaks plain HTTP
     if quiet:
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("SIGNER_LOCAL_LOG_LEVEL", "WARNING")
@@ -118,13 +147,15 @@ def start(
         "aws": endpoint,
         "ca": str(pki.ca.cert),
         "clients": {name: {"cert": str(i.cert), "key": str(i.key)} for name, i in clients.items()},
+        "registry": registry.base_url,
+        "scannerDigest": SCANNER_DIGEST,
         "resources": {k: v["Ref"] for k, v in physical.items()},
         "environment": {k: v for k, v in environment.items() if not k.endswith("JWKS")},
     }
     facts = directory / "stack.json"
     facts.with_suffix(".tmp").write_text(json.dumps(info, indent=2))
     facts.with_suffix(".tmp").replace(facts)  # atomic: whoever sees the file sees all of it
-    info["_servers"] = (gateway_server, authority_server, moto)
+    info["_servers"] = (gateway_server, authority_server, registry, moto)
     return info
 
 

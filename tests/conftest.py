@@ -15,6 +15,7 @@ from local import moto_kms
 from local.authority import LocalAuthority
 from local.pki import DevPki, Issued
 from local.provision import Provisioner, load_template
+from local.scanner_release import REPOSITORY, VERSION, publish_image
 from local.stack import local_parameters
 from stellaops_signer import wiring
 
@@ -32,6 +33,41 @@ os.environ.update(
     }
 )
 os.environ.pop("AWS_PROFILE", None)
+
+
+pytest_plugins = ["tests.registry_fixtures"]
+
+
+@dataclass(frozen=True)
+class Release:
+    """The release registry stand-in with the fixed scanner image, signed by ``key``."""
+
+    registry: Any
+    host: str
+    key: Any
+    digest: str
+
+    @property
+    def repository(self) -> str:
+        return f"{self.host}/{REPOSITORY}"
+
+
+@pytest.fixture(scope="session")
+def release() -> Iterator[Release]:
+    from local.registry import OciRegistry
+    from local.release import HttpPusher, ReleaseKey, publish_signature
+
+    registry = OciRegistry()
+    base_url = registry.start()
+    host = base_url.removeprefix("http://")
+    key = ReleaseKey.generate()
+    pusher = HttpPusher(base_url)
+    digest = publish_image(pusher, REPOSITORY)
+    publish_signature(
+        pusher, f"{host}/{REPOSITORY}", REPOSITORY, digest, key, version=VERSION, mode="referrers"
+    )
+    yield Release(registry, host, key, digest)
+    registry.stop()
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +112,7 @@ class Aws:
 
 @pytest.fixture
 def aws(
-    template: dict[str, Any], authority: LocalAuthority, monkeypatch: pytest.MonkeyPatch
+    template: dict[str, Any], authority: LocalAuthority, release: Release, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Aws]:
     """moto with the template's tables, key, secret and buckets; the functions' environment set from it."""
     from moto import mock_aws
@@ -85,11 +121,16 @@ def aws(
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         session = wiring.aws_session()
-        provisioner = Provisioner(session, template, local_parameters(PUBLIC_BASE_URL, authority))
+        provisioner = Provisioner(
+            session,
+            template,
+            local_parameters(PUBLIC_BASE_URL, authority, release.host, release.key.public_pem),
+        )
         physical = provisioner.create_all()
         environment = provisioner.function_environment()
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("SIGNER_REGISTRY_INSECURE_LOOPBACK", "true")
         wiring.reset()
         yield Aws(session, physical, environment)
     wiring.reset()

@@ -29,7 +29,8 @@ def sign(request: http.ApiRequest) -> http.Answer:
 
 def keys(request: http.ApiRequest) -> http.Answer:
     http.principal_from_context(request.authorizer)
-    return http.Answer(keys_document(container().key_signer))
+    signer = container()
+    return http.Answer(keys_document(signer.key_signer, signer.release_verifier.trusted_keys))
 
 
 ROUTES = {("POST", http.SIGN_PATH): sign, ("GET", http.KEYS_PATH): keys}

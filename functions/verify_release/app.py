@@ -1,24 +1,34 @@
-"""verify_release: ``GET /api/v1/signer/verify/referrers``; a step of SigningPipeline.
+"""verify_release: ``GET /api/v1/signer/verify/referrers?digest=sha256:<hex>[&repository=<registry>/<path>]``
+(spec §3.3); the VerifyRelease step of SigningPipeline.
 
-Not implemented yet: issue 4 builds it (TASKS.md). Until then the route authenticates the
-caller and answers 501 ``not_implemented_yet``; a direct invocation verifies the OpTok and
-raises ``NotImplementedYet``.
+Direct input ``{"opToken": str, "digest": "sha256:…"}`` → ``{"verdict": {...the §3.3 body...}}``;
+an untrusted scanner raises ``ReleaseUntrusted``, a registry failure ``ReleaseUnverifiable``.
 """
 
 from typing import Any
 
 from stellaops_signer import http
-from stellaops_signer.domain.errors import NotImplementedYet
+from stellaops_signer.domain.errors import ReleaseUntrusted
 from stellaops_signer.observability import logger, metrics
+from stellaops_signer.usecases.meta import RequestMeta
 from stellaops_signer.wiring import container
 
 
-def route(request: http.ApiRequest) -> http.Answer:
-    http.principal_from_context(request.authorizer)
-    raise NotImplementedYet("this route arrives with issue 4")
+def referrers(request: http.ApiRequest) -> http.Answer:
+    verdict = container().release_query(
+        http.principal_from_context(request.authorizer),
+        request.query.get("digest"),
+        request.query.get("repository"),
+        RequestMeta(
+            correlation_id=request.correlation_id,
+            route=http.VERIFY_PATH,
+            tenant_header=request.header(http.TENANT_HEADER),
+        ),
+    )
+    return http.Answer(verdict.to_json())
 
 
-ROUTES = {("GET", http.VERIFY_PATH): route}
+ROUTES = {("GET", http.VERIFY_PATH): referrers}
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -26,5 +36,13 @@ ROUTES = {("GET", http.VERIFY_PATH): route}
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
         return http.serve(event, ROUTES)
-    container().tokens.authenticate_iam(event.get("opToken"))
-    raise NotImplementedYet("this step arrives with issue 4")
+    signer = container()
+    verdict = signer.release_query(
+        signer.tokens.authenticate_iam(event.get("opToken")),
+        event.get("digest"),
+        event.get("repository"),
+        RequestMeta(correlation_id=http.correlation_id(event.get("headers")), route="pipeline:VerifyRelease"),
+    )
+    if not verdict.trusted:
+        raise ReleaseUntrusted(verdict.reason)
+    return {"verdict": verdict.to_json()}

@@ -45,6 +45,9 @@ ENVIRONMENT = {
     "idempotency_table": "SIGNER_IDEMPOTENCY_TABLE",
     "nonce_secret_arn": "SIGNER_NONCE_SECRET_ARN",
     "payload_bucket": "SIGNER_PAYLOAD_BUCKET",
+    "registry_credentials_secret_arn": "SIGNER_REGISTRY_CREDENTIALS_SECRET_ARN",
+    # Not a template parameter: plain HTTP to loopback registries, for the tests and make run only.
+    "registry_insecure_loopback": "SIGNER_REGISTRY_INSECURE_LOOPBACK",
 }
 _LISTS = {"scanner_repositories", "registry_allow_list", "allowed_predicate_types"}
 #: Integer settings and their bounds (inclusive).
@@ -115,6 +118,8 @@ class Settings:
     idempotency_table: str = ""
     nonce_secret_arn: str = ""
     payload_bucket: str = ""
+    registry_credentials_secret_arn: str = ""
+    registry_insecure_loopback: bool = False
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -155,7 +160,7 @@ def _parse(name: str, variable: str, raw: str) -> Any:
         if not raw.isdigit() or not low <= int(raw) <= high:
             raise ConfigurationError(f"{variable} must be an integer from {low} to {high}")
         return int(raw)
-    if name == "require_dpop_nonce":
+    if name in ("require_dpop_nonce", "registry_insecure_loopback"):
         if raw.lower() not in _BOOLEANS:
             raise ConfigurationError(f"{variable} must be true or false")
         return _BOOLEANS[raw.lower()]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from stellaops_signer.domain.audit import AuditRecord
-from stellaops_signer.domain.tokens import KeySet
+if TYPE_CHECKING:  # annotations only: importing the ports costs nothing at cold start
+    from stellaops_signer.domain.audit import AuditRecord
+    from stellaops_signer.domain.release import CandidateSignature
+    from stellaops_signer.domain.tokens import KeySet
 
 
 class Clock(Protocol):
@@ -46,6 +48,22 @@ class ReplayStore(Protocol):
 
     def remember(self, key: str, expires_at: int) -> None:
         """Record ``key`` once; raises InvalidDpopProof if it was recorded before (or cannot be)."""
+        ...
+
+
+class Cache(Protocol):
+    """JSON values with a time to live; a failure reads as a miss."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def put(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None: ...
+
+
+class SignatureSource(Protocol):
+    """Where cosign signatures of an image digest are found (an OCI registry)."""
+
+    def collect(self, repository: str, digest: str) -> list[CandidateSignature]:
+        """Raises ReleaseUnverifiable when the registry cannot answer."""
         ...
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the use cases are imported by the functions that use them, 
     from stellaops_signer.ports import AuditLog, Clock, KeySetSource, KeySigner
     from stellaops_signer.usecases.authenticate import Authenticator, TokenVerifier
     from stellaops_signer.usecases.sign_dsse import SignDsse
+    from stellaops_signer.usecases.verify_release import ReleaseQuery, ReleaseVerifier
 
 HTTP_TIMEOUT_SECONDS = 3.0
 
@@ -158,6 +159,46 @@ class Container:
             logger.warning("authentication denial not audited", extra={"code": error.code})
 
     @cached_property
+    def release_verifier(self) -> ReleaseVerifier:
+        from stellaops_signer.adapters.cache import DynamoDbCache
+        from stellaops_signer.adapters.registry import EcrAuthorization, RegistryClient, split_repository
+        from stellaops_signer.domain.errors import ConfigurationError
+        from stellaops_signer.domain.release import parse_trusted_keys
+        from stellaops_signer.usecases.verify_release import ReleaseVerifier
+
+        settings = self.settings
+        settings.require("release_trusted_keys", "scanner_repositories", "registry_allow_list", "cache_table")
+        try:
+            keys = parse_trusted_keys(settings.release_trusted_keys)
+            registries = {split_repository(repository)[0] for repository in settings.scanner_repositories}
+        except ValueError as exc:
+            raise ConfigurationError(f"release verification is misconfigured: {exc}") from None
+        if not registries <= set(settings.registry_allow_list):
+            raise ConfigurationError(
+                "every SIGNER_SCANNER_REPOSITORIES registry must be in SIGNER_REGISTRY_ALLOW_LIST"
+            )
+        uses_ecr = any(".dkr.ecr." in registry for registry in registries)
+        client = RegistryClient(
+            allow_list=settings.registry_allow_list,
+            insecure_loopback=settings.registry_insecure_loopback,
+            ecr_token=EcrAuthorization(self.client("ecr")) if uses_ecr else None,
+        )
+        return ReleaseVerifier(
+            registry=client,
+            keys=keys,
+            scanner_repositories=settings.scanner_repositories,
+            allow_list=settings.registry_allow_list,
+            cache=DynamoDbCache(self.dynamodb, settings.cache_table, self.clock),
+            clock=self.clock,
+        )
+
+    @cached_property
+    def release_query(self) -> ReleaseQuery:
+        from stellaops_signer.usecases.verify_release import ReleaseQuery
+
+        return ReleaseQuery(verifier=self.release_verifier, audit=self.audit, clock=self.clock)
+
+    @cached_property
     def sign_dsse(self) -> SignDsse:
         from stellaops_signer.domain.predicates import PredicateCatalogue
         from stellaops_signer.usecases.sign_dsse import SignDsse
@@ -168,6 +209,7 @@ class Container:
             catalogue=PredicateCatalogue(self.settings.allowed_predicate_types),
             clock=self.clock,
             default_mode=self.settings.default_signing_mode,
+            releases=self.release_verifier,
         )
 
 

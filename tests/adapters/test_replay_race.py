@@ -25,7 +25,7 @@ INSTANCES = 8
 
 
 @pytest.fixture(scope="module")
-def moto_server(authority: Any) -> Iterator[dict[str, Any]]:
+def moto_server(authority: Any, release: Any) -> Iterator[dict[str, Any]]:
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -36,7 +36,9 @@ def moto_server(authority: Any) -> Iterator[dict[str, Any]]:
     endpoint = f"http://127.0.0.1:{port}"
     session = boto3.session.Session(region_name="us-east-1")
     provisioner = Provisioner(
-        _EndpointSession(session, endpoint), load_template(), local_parameters(PUBLIC_BASE_URL, authority)
+        _EndpointSession(session, endpoint),
+        load_template(),
+        local_parameters(PUBLIC_BASE_URL, authority, release.host, release.key.public_pem),
     )
     provisioner.create_all()
     yield {"endpoint": endpoint, "environment": provisioner.function_environment(), "session": session}

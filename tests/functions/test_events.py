@@ -65,13 +65,15 @@ def test_handler_answers_its_event_file(name: str, aws: Any, handlers: Any, auth
         with pytest.raises(InvalidToken):  # the shipped token is not from this Authority
             handlers[function](event)
         event["opToken"] = _fresh_token_for_event(authority, event)
-        if function in ("check_quota", "verify_release"):
+        if function == "check_quota":
             with pytest.raises(NotImplementedYet):
                 handlers[function](event)
             return
         answer = handlers[function](event)
         if function == "authenticate":
             assert answer["principal"]["tid"] == "tenant-a" and answer["principal"]["binding"] == "iam"
+        elif function == "verify_release":
+            assert answer["verdict"]["trusted"] is True and answer["verdict"]["releaseYear"] == 2027
         else:
             _verify_dsse(answer["bundle"])
         return
@@ -79,8 +81,11 @@ def test_handler_answers_its_event_file(name: str, aws: Any, handlers: Any, auth
     body = json.loads(answer["body"])
     headers = response_headers(answer)
     assert headers["x-correlation-id"] == event["headers"]["X-Correlation-Id"]
-    if function in ("check_quota", "verify_release"):
+    if function == "check_quota":
         assert answer["statusCode"] == 501 and body["code"] == "not_implemented_yet"
+    elif function == "verify_release":
+        assert answer["statusCode"] == 200 and body["trusted"] is True, body
+        assert body["releaseVersion"] == "2.4.1 (2027.06)" and body["source"] == "referrers"
     elif name.endswith("keys.json"):
         assert answer["statusCode"] == 200 and body["keys"][0]["jwk"]["crv"] == "P-256"
     else:

@@ -6,31 +6,27 @@ import base64
 import hashlib
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from stellaops_signer.domain.audit import AuditRecord, iso_time
 from stellaops_signer.domain.authorization import SIGN_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae
-from stellaops_signer.domain.errors import InvalidRequest, SignerError
+from stellaops_signer.domain.errors import InvalidRequest, ReleaseUntrusted, SignerError
 from stellaops_signer.domain.jcs import canonicalize
 from stellaops_signer.domain.predicates import PredicateCatalogue
 from stellaops_signer.domain.statement import SignRequest, Statement
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import AuditLog, Clock, KeySigner
+from stellaops_signer.usecases.meta import RequestMeta
 
+if TYPE_CHECKING:
+    from stellaops_signer.domain.release import TrustedKey
+    from stellaops_signer.usecases.verify_release import ReleaseVerifier
 
-@dataclass(frozen=True, slots=True)
-class RequestMeta:
-    """What the edge knows of a request besides its body."""
-
-    correlation_id: str
-    route: str
-    tenant_header: str | None = None
-    idempotency_key: str | None = None
-    started: float = field(default_factory=time.perf_counter)
+__all__ = ["RequestMeta", "SignDsse", "SignResult", "keys_document"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +46,11 @@ class SignDsse:
         audit: AuditLog,
         catalogue: PredicateCatalogue,
         clock: Clock,
+        releases: ReleaseVerifier,
         default_mode: str = "kms",
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
+        self._releases = releases
         self._signer = signer
         self._audit = audit
         self._catalogue = catalogue
@@ -76,6 +74,10 @@ class SignDsse:
             mode = parsed.options.signingMode or self._default_mode
             if mode != "kms":
                 raise InvalidRequest("keyless signing is not enabled on this installation")
+            # §5.3: only for a genuine scanner release, decided before any signature exists.
+            release = self._releases.verify(parsed.scannerImageDigest)
+            if not release.trusted:
+                raise ReleaseUntrusted(f"scanner {parsed.scannerImageDigest}: {release.reason}")
             envelope = self._sign(statement)
             bundle = {
                 "dsse": envelope.to_json(),
@@ -162,9 +164,9 @@ class SignDsse:
             logger.warning("denial not audited", extra={"code": error.code, "auditId": audit_id})
 
 
-def keys_document(signer: KeySigner) -> dict[str, Any]:
+def keys_document(signer: KeySigner, release_keys: Sequence[TrustedKey] = ()) -> dict[str, Any]:
     """Verification material for offline verifiers (spec §3.5)."""
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
     public_key: Any = load_pem_public_key(signer.public_key_pem.encode("ascii"))
     numbers = public_key.public_numbers()
@@ -191,5 +193,14 @@ def keys_document(signer: KeySigner) -> dict[str, Any]:
             }
         ],
         "keyless": {"enabled": False, "certificateAuthorities": []},
-        "releaseKeys": [],
+        "releaseKeys": [
+            {
+                "keyid": key.keyid,
+                "algorithm": "ECDSA_P256_SHA256",
+                "publicKeyPem": key.key.public_bytes(
+                    Encoding.PEM, PublicFormat.SubjectPublicKeyInfo
+                ).decode(),
+            }
+            for key in release_keys
+        ],
     }

@@ -1,0 +1,59 @@
+"""Verification caches in DynamoDB (release verdicts now; PoE introspection later)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from stellaops_signer.observability import logger
+from stellaops_signer.ports import Clock
+
+
+class DynamoDbCache:
+    """JSON values with a TTL. A read or write failure is a miss, never an answer: callers
+    then verify for real (fail closed by doing the work)."""
+
+    def __init__(self, client: Any, table: str, clock: Clock) -> None:
+        self._client = client
+        self._table = table
+        self._clock = clock
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        try:
+            item = self._client.get_item(TableName=self._table, Key={"pk": {"S": key}}).get("Item")
+        except (ClientError, BotoCoreError):
+            logger.warning("cache read failed", extra={"table": self._table})
+            return None
+        # DynamoDB deletes expired items lazily (within days): the expiry is checked here too.
+        if not item or int(item["expiresAt"]["N"]) <= self._clock.now():
+            return None
+        value: dict[str, Any] = json.loads(item["value"]["S"])
+        return value
+
+    def put(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+        item = {
+            "pk": {"S": key},
+            "value": {"S": json.dumps(value, separators=(",", ":"))},
+            "expiresAt": {"N": str(int(self._clock.now()) + ttl_seconds)},
+        }
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except (ClientError, BotoCoreError):
+            logger.warning("cache write failed", extra={"table": self._table})
+
+
+class InMemoryCache:
+    """A fake with the same contract."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.items: dict[str, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        expires, value = self.items.get(key, (0.0, {}))
+        return value if expires > self._clock.now() else None
+
+    def put(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+        self.items[key] = (self._clock.now() + ttl_seconds, value)
