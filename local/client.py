@@ -55,6 +55,13 @@ class SignerClient:
         answer.raise_for_status()
         return str(answer.json()["access_token"])
 
+    def poe(self) -> dict[str, str]:
+        """This installation's Proof-of-Entitlement from Licensing, bound to the DPoP key if any."""
+        data = {"cnf_jkt": self.dpop.thumbprint} if self.dpop else {}
+        answer = self.http.post(self.stack["licensing"] + "/license/poe", data=data, timeout=10)
+        answer.raise_for_status()
+        return dict(answer.json())
+
     def call(self, method: str, path: str, token: str, **kwargs: Any) -> requests.Response:
         """One API call; with DPoP, retried once if the answer is ``use_dpop_nonce``."""
         url = self.stack["signer"] + path
@@ -86,7 +93,7 @@ class SignerClient:
             "predicateType": predicate_type,
             "predicate": predicate,
             "scannerImageDigest": LOCAL_SCANNER_DIGEST,
-            "poe": {"format": "jwt", "value": "local-development-entitlement"},
+            "poe": self.poe(),
         }
         token = self.token()
         answer = self.call("POST", "/api/v1/signer/sign/dsse", token, json=body)

@@ -27,7 +27,7 @@ SIGN_BODY = {
     "predicateType": "stella.ops/report@v1",
     "predicate": {"scanner": "stellaops/scanner", "findings": 3, "summary": {"critical": 0, "high": 1}},
     "scannerImageDigest": EXAMPLE_DIGEST,
-    "poe": {"format": "jwt", "value": "eyJhbGciOiJFUzI1NiJ9.eyJsaWNlbnNlX2lkIjoiTElDLTEifQ.c2ln"},
+    "poe": {"format": "jwt", "value": ""},  # minted below with the test Licensing key
     "options": {"signingMode": "kms", "returnBundle": "dsse"},
 }
 
@@ -59,7 +59,16 @@ def _headers(token: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     }
 
 
+TEST_LICENSING_KEY = ROOT / "tests" / "fixtures" / "licensing-test-only.key"
+
+
 def main() -> None:
+    from local.licensing import LocalLicensing
+
+    licensing = LocalLicensing(TEST_LICENSING_KEY)
+    SIGN_BODY["poe"]["value"] = licensing.mint(
+        licensing.claims_for("tenant-a", "inst-1", now=1_795_000_000, exp=4_102_444_800)  # valid until 2100
+    )
     with tempfile.TemporaryDirectory() as tmp:
         pki = DevPki(Path(tmp) / "pki")
         client = pki.issue("scanner-1")

@@ -24,7 +24,14 @@ from local.scanner_release import REPOSITORY, SCANNER_DIGEST, VERSION, publish_i
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def local_parameters(base_url: str, authority: Any, registry: str, release_keys_pem: str) -> dict[str, str]:
+def local_parameters(
+    base_url: str,
+    authority: Any,
+    registry: str,
+    release_keys_pem: str,
+    licensing: Any,
+    introspect_url: str = "",
+) -> dict[str, str]:
     """Template parameter values of the local stack (and of the tests' moto-backed functions).
 
     ``registry`` is the ``127.0.0.1:<port>`` of the release registry stand-in; its scanner
@@ -34,7 +41,9 @@ def local_parameters(base_url: str, authority: Any, registry: str, release_keys_
         "PublicBaseUrl": base_url,
         "AuthorityIssuer": authority.issuer,
         "AuthorityJwks": json.dumps(authority.jwks),
-        "LicensingIssuer": "https://licensing.stellaops.local",
+        "LicensingIssuer": licensing.issuer,
+        "LicensingJwks": json.dumps(licensing.jwks),
+        "LicensingIntrospectUrl": introspect_url,
         "Plans": json.dumps(
             {
                 "dev": {"qps": 2, "concurrency": 1, "maxArtifactBytes": 65536, "dailySignatures": 20},
@@ -79,15 +88,23 @@ def free_port() -> int:
 
 
 def start(
-    directory: Path, port: int, authority_port: int, moto_port: int, quiet: bool = True
+    directory: Path,
+    port: int,
+    authority_port: int,
+    moto_port: int,
+    quiet: bool = True,
+    licensing_port: int = 0,
 ) -> dict[str, Any]:
     """Start every component in this process; return what a client needs to call it."""
+    licensing_port = licensing_port or free_port()
     sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
     from local import moto_kms
     from local.authority import LocalAuthority
     from local.authority import handler_for as authority_handler
     from local.gateway import Gateway
     from local.gateway import handler_for as gateway_handler
+    from local.licensing import LocalLicensing
+    from local.licensing import handler_for as licensing_handler
     from local.pki import DevPki
     from local.provision import Provisioner, load_template
     from local.tls import MutualTlsServer, server_context
@@ -116,18 +133,28 @@ def start(
     import boto3
 
     authority = LocalAuthority(directory / "authority.key")
+    licensing = LocalLicensing(directory / "licensing.key")
+    licensing_url = f"https://127.0.0.1:{licensing_port}"
     registry, registry_host, release_key = publish_release(directory)
     base_url = f"https://127.0.0.1:{port}"
     template = load_template()
     provisioner = Provisioner(
         boto3.session.Session(region_name="us-east-1"),
         template,
-        local_parameters(base_url, authority, registry_host, release_key.public_pem),
+        local_parameters(
+            base_url,
+            authority,
+            registry_host,
+            release_key.public_pem,
+            licensing,
+            licensing_url + "/license/introspect",
+        ),
     )
     physical = provisioner.create_all()
     environment = provisioner.function_environment()
     os.environ.update(environment)
     os.environ["SIGNER_REGISTRY_INSECURE_LOOPBACK"] = "true"  # the stand-in registry speaks plain HTTP
+    os.environ["REQUESTS_CA_BUNDLE"] = str(pki.ca.cert)  # the functions reach Licensing over the dev CA
     if quiet:
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("SIGNER_LOCAL_LOG_LEVEL", "WARNING")
@@ -139,11 +166,18 @@ def start(
         authority_handler(authority, f"https://127.0.0.1:{authority_port}"),
         server_context(pki, server_identity),
     )
+    licensing_server = MutualTlsServer(
+        licensing_port,
+        licensing_handler(licensing),
+        server_context(pki, server_identity, require_client_cert=False),
+    )
+    licensing_server.start()
     gateway_server.start()
     authority_server.start()
     info = {
         "signer": base_url,
         "authority": f"https://127.0.0.1:{authority_port}",
+        "licensing": licensing_url,
         "aws": endpoint,
         "ca": str(pki.ca.cert),
         "clients": {name: {"cert": str(i.cert), "key": str(i.key)} for name, i in clients.items()},
@@ -155,7 +189,7 @@ def start(
     facts = directory / "stack.json"
     facts.with_suffix(".tmp").write_text(json.dumps(info, indent=2))
     facts.with_suffix(".tmp").replace(facts)  # atomic: whoever sees the file sees all of it
-    info["_servers"] = (gateway_server, authority_server, registry, moto)
+    info["_servers"] = (gateway_server, authority_server, licensing_server, registry, moto)
     return info
 
 
@@ -164,11 +198,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", type=Path, default=ROOT / ".local")
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--authority-port", type=int, default=8444)
+    parser.add_argument("--licensing-port", type=int, default=8445)
     parser.add_argument("--aws-port", type=int, default=0, help="moto server port (0: any free port)")
     parser.add_argument("--verbose", action="store_true", help="show the functions' logs and metrics")
     args = parser.parse_args(argv)
     info = start(
-        args.dir, args.port, args.authority_port, args.aws_port or free_port(), quiet=not args.verbose
+        args.dir,
+        args.port,
+        args.authority_port,
+        args.aws_port or free_port(),
+        quiet=not args.verbose,
+        licensing_port=args.licensing_port or free_port(),
     )
     client = info["clients"]["scanner-1"]
     print(

@@ -13,6 +13,7 @@ import pytest
 
 from local import moto_kms
 from local.authority import LocalAuthority
+from local.licensing import LocalLicensing
 from local.pki import DevPki, Issued
 from local.provision import Provisioner, load_template
 from local.scanner_release import REPOSITORY, VERSION, publish_image
@@ -91,6 +92,19 @@ def other_cert(pki: DevPki) -> Issued:
 
 
 @pytest.fixture(scope="session")
+def licensing() -> LocalLicensing:
+    """The test Licensing stand-in; its key also signed the PoEs in events/ (tests/fixtures/README.md)."""
+    return LocalLicensing(ROOT / "tests" / "fixtures" / "licensing-test-only.key")
+
+
+def poe_for(
+    licensing: LocalLicensing, tenant: str = "tenant-a", installation: str = "inst-1", **claims: Any
+) -> str:
+    """A fresh PoE; ``claims`` override (None removes one)."""
+    return licensing.mint(licensing.claims_for(tenant, installation, **claims))
+
+
+@pytest.fixture(scope="session")
 def authority(tmp_path_factory: pytest.TempPathFactory) -> LocalAuthority:
     return LocalAuthority(tmp_path_factory.mktemp("authority") / "authority.key")
 
@@ -112,7 +126,11 @@ class Aws:
 
 @pytest.fixture
 def aws(
-    template: dict[str, Any], authority: LocalAuthority, release: Release, monkeypatch: pytest.MonkeyPatch
+    template: dict[str, Any],
+    authority: LocalAuthority,
+    release: Release,
+    licensing: LocalLicensing,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Aws]:
     """moto with the template's tables, key, secret and buckets; the functions' environment set from it."""
     from moto import mock_aws
@@ -124,7 +142,7 @@ def aws(
         provisioner = Provisioner(
             session,
             template,
-            local_parameters(PUBLIC_BASE_URL, authority, release.host, release.key.public_pem),
+            local_parameters(PUBLIC_BASE_URL, authority, release.host, release.key.public_pem, licensing),
         )
         physical = provisioner.create_all()
         environment = provisioner.function_environment()

@@ -1,9 +1,11 @@
 """sign_dsse: ``POST /api/v1/signer/sign/dsse`` and ``GET /api/v1/signer/keys``; last step of SigningPipeline.
 
-Direct input ``{"opToken": str, "request": {...the §3.2 body...}, "idempotencyKey"?: str}``
+Direct input ``{"opToken": str, "request": {...the §3.2 body...}, "reservation"?: {...from
+check_quota...}, "idempotencyKey"?: str}``
 → the §3.2 200 body; failures raise the error named after the spec's code (e.g. ``InvalidRequest``).
 """
 
+import json
 from typing import Any
 
 from stellaops_signer import http
@@ -22,6 +24,7 @@ def sign(request: http.ApiRequest) -> http.Answer:
             route=http.SIGN_PATH,
             tenant_header=request.header(http.TENANT_HEADER),
             idempotency_key=request.header(http.IDEMPOTENCY_HEADER),
+            body_bytes=len(request.body or b""),
         ),
     )
     return http.Answer(result.body, result.headers)
@@ -50,6 +53,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             correlation_id=http.correlation_id(event.get("headers")),
             route="pipeline:SignDsse",
             idempotency_key=event.get("idempotencyKey"),
+            body_bytes=len(json.dumps(event.get("request"), separators=(",", ":"))),
         ),
+        http.reservation_from(event.get("reservation")),
     )
     return result.body

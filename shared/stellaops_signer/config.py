@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from stellaops_signer.domain.errors import ConfigurationError
 from stellaops_signer.domain.predicates import DEFAULT_PREDICATE_TYPES
+from stellaops_signer.domain.quota import Plan
 
 #: Setting name → environment variable (names fixed by template.yaml).
 ENVIRONMENT = {
@@ -59,27 +60,6 @@ _BOUNDED = {
 }
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SIGNING_MODES = ("kms", "keyless")
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A licence plan's limits (spec §4 ``Plans``, §5.2)."""
-
-    qps: int
-    concurrency: int
-    maxArtifactBytes: int
-    dailySignatures: int
-
-    @classmethod
-    def parse(cls, name: str, raw: Any) -> Plan:
-        fields_ = ("qps", "concurrency", "maxArtifactBytes", "dailySignatures")
-        if not isinstance(raw, dict) or set(raw) != set(fields_):
-            raise ConfigurationError(f"SIGNER_PLANS: plan {name!r} needs exactly {', '.join(fields_)}")
-        for field_ in fields_:
-            value = raw[field_]
-            if type(value) is not int or value < 1:
-                raise ConfigurationError(f"SIGNER_PLANS: {name}.{field_} must be a positive integer")
-        return cls(**raw)
 
 
 @dataclass(frozen=True, slots=True)

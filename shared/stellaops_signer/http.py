@@ -19,10 +19,12 @@ from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.errors import (
     AuthenticationError,
     InternalError,
+    InvalidRequest,
     InvalidToken,
     NotFound,
     SignerError,
 )
+from stellaops_signer.domain.quota import Reservation
 from stellaops_signer.observability import count_outcome, logger
 
 SIGN_PATH = "/api/v1/signer/sign/dsse"
@@ -290,3 +292,13 @@ def authorizer_answer(
     arn = request.parsed_arn
     answer.allow_route(arn.http_method or "*", arn.resource)
     return answer.asdict()
+
+
+def reservation_from(data: Any) -> Reservation | None:
+    """A quota reservation handed on by a pipeline step (check_quota's direct answer)."""
+    if data is None:
+        return None
+    try:
+        return Reservation(**data)
+    except TypeError:
+        raise InvalidRequest("reservation is malformed") from None

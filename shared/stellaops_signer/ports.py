@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: importing the ports costs nothing at cold start
     from stellaops_signer.domain.audit import AuditRecord
+    from stellaops_signer.domain.quota import Plan, Reservation
     from stellaops_signer.domain.release import CandidateSignature
     from stellaops_signer.domain.tokens import KeySet
 
@@ -65,6 +66,16 @@ class SignatureSource(Protocol):
     def collect(self, repository: str, digest: str) -> list[CandidateSignature]:
         """Raises ReleaseUnverifiable when the registry cannot answer."""
         ...
+
+
+class QuotaStore(Protocol):
+    def reserve(self, license_id: str, plan: Plan) -> Reservation:
+        """Raises PlanThrottled or QuotaExhausted (with Retry-After), SigningUnavailable."""
+        ...
+
+    def release(self, reservation: Reservation, *, refund: bool) -> None: ...
+
+    def usage(self, license_id: str, plan: Plan) -> dict[str, int]: ...
 
 
 class KeySetSource(Protocol):

@@ -15,8 +15,9 @@ from stellaops_signer.adapters.clock import SystemClock
 from stellaops_signer.config import Settings
 
 if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
-    from stellaops_signer.ports import AuditLog, Clock, KeySetSource, KeySigner
+    from stellaops_signer.ports import AuditLog, Clock, KeySetSource, KeySigner, QuotaStore
     from stellaops_signer.usecases.authenticate import Authenticator, TokenVerifier
+    from stellaops_signer.usecases.entitlement import EntitlementChecker
     from stellaops_signer.usecases.sign_dsse import SignDsse
     from stellaops_signer.usecases.verify_release import ReleaseQuery, ReleaseVerifier
 
@@ -193,6 +194,45 @@ class Container:
         )
 
     @cached_property
+    def licensing_keys(self) -> KeySetSource:
+        return self._key_set(
+            self.settings.licensing_jwks, self.settings.licensing_jwks_url, "SIGNER_LICENSING_JWKS"
+        )
+
+    @cached_property
+    def entitlements(self) -> EntitlementChecker:
+        from stellaops_signer.adapters.cache import DynamoDbCache
+        from stellaops_signer.usecases.entitlement import EntitlementChecker
+
+        settings = self.settings
+        settings.require("licensing_issuer", "plans", "cache_table")
+        introspect = None
+        if settings.licensing_introspect_url:
+            url = settings.licensing_introspect_url
+
+            def introspect(poe: str) -> Any:  # RFC 7662 §2.1: form-encoded token
+                answer = self.http.post(url, data={"token": poe}, timeout=HTTP_TIMEOUT_SECONDS)
+                answer.raise_for_status()
+                return answer.json()
+
+        return EntitlementChecker(
+            keys=self.licensing_keys,
+            issuer=settings.licensing_issuer,
+            plans=settings.plans,
+            clock=self.clock,
+            introspect=introspect,
+            cache=DynamoDbCache(self.dynamodb, settings.cache_table, self.clock),
+            cache_ttl=settings.poe_cache_ttl_seconds,
+        )
+
+    @cached_property
+    def quotas(self) -> QuotaStore:
+        from stellaops_signer.adapters.quota import DynamoDbQuotaStore
+
+        self.settings.require("quota_table")
+        return DynamoDbQuotaStore(self.dynamodb, self.settings.quota_table, self.clock)
+
+    @cached_property
     def release_query(self) -> ReleaseQuery:
         from stellaops_signer.usecases.verify_release import ReleaseQuery
 
@@ -210,6 +250,8 @@ class Container:
             clock=self.clock,
             default_mode=self.settings.default_signing_mode,
             releases=self.release_verifier,
+            entitlements=self.entitlements,
+            quotas=self.quotas,
         )
 
 

@@ -25,7 +25,7 @@ INSTANCES = 8
 
 
 @pytest.fixture(scope="module")
-def moto_server(authority: Any, release: Any) -> Iterator[dict[str, Any]]:
+def moto_server(authority: Any, release: Any, licensing: Any) -> Iterator[dict[str, Any]]:
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -38,7 +38,7 @@ def moto_server(authority: Any, release: Any) -> Iterator[dict[str, Any]]:
     provisioner = Provisioner(
         _EndpointSession(session, endpoint),
         load_template(),
-        local_parameters(PUBLIC_BASE_URL, authority, release.host, release.key.public_pem),
+        local_parameters(PUBLIC_BASE_URL, authority, release.host, release.key.public_pem, licensing),
     )
     provisioner.create_all()
     yield {"endpoint": endpoint, "environment": provisioner.function_environment(), "session": session}

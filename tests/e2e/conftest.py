@@ -37,7 +37,7 @@ def _wait_for(facts: Path, ports: tuple[int, ...], process: subprocess.Popen[byt
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     directory = tmp_path_factory.mktemp("local")
-    port, authority_port = free_port(), free_port()
+    port, authority_port, licensing_port = free_port(), free_port(), free_port()
     log = (directory / "stack.log").open("wb")
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SIGNER_")}
     environment.pop("AWS_ENDPOINT_URL", None)
@@ -52,6 +52,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             str(port),
             "--authority-port",
             str(authority_port),
+            "--licensing-port",
+            str(licensing_port),
         ],
         cwd=ROOT,
         stdout=log,
@@ -62,6 +64,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         _wait_for(directory / "stack.json", (port, authority_port), process, time.monotonic() + 60)
         info = json.loads((directory / "stack.json").read_text())
         info["dir"] = str(directory)
+        _entitle_shared_body(directory)
         yield info
     finally:
         process.terminate()
@@ -70,6 +73,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def _entitle_shared_body(directory: Path) -> None:
+    """The tests' shared request body carries a PoE of the stack's own Licensing (tenant-a).
+
+    pytest may hold the module under two names (its own and ``tests.e2e…``): both get it.
+    """
+    from local.licensing import LocalLicensing
+
+    licensing = LocalLicensing(directory / "licensing.key")
+    poe = {"format": "jwt", "value": licensing.mint(licensing.claims_for("tenant-a", "inst-1"))}
+    import tests.e2e.test_local_stack  # noqa: F401 - make sure one copy is loaded
+
+    for name, module in list(sys.modules.items()):
+        if name.endswith("test_local_stack") and hasattr(module, "BODY"):
+            module.BODY["poe"] = poe
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from stellaops_signer.domain.errors import AuthenticationError, InvalidToken
+from stellaops_signer.domain.errors import InvalidToken, SignerError
 from stellaops_signer.domain.jose import KEY_REQUIREMENTS, PublicJwk, b64url_decode
 
 AUDIENCE = "signer"
@@ -84,7 +84,7 @@ class CompactJws:
         return kid if isinstance(kid, str) else None
 
     @classmethod
-    def parse(cls, token: str, error: type[AuthenticationError] = InvalidToken) -> CompactJws:
+    def parse(cls, token: str, error: type[SignerError] = InvalidToken) -> CompactJws:
         """Split and decode; raises ``error`` for anything but three base64url segments and a
         JSON-object header."""
         parts = token.split(".")
@@ -101,7 +101,7 @@ class CompactJws:
 
 
 def verify_jws(
-    token: str | CompactJws, keys: KeySet, error: type[InvalidToken] = InvalidToken
+    token: str | CompactJws, keys: KeySet, error: type[SignerError] = InvalidToken
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Verify a compact JWS against ``keys``; return (header, claims). Raises ``error``."""
     jws = token if isinstance(token, CompactJws) else CompactJws.parse(token, error)
@@ -138,7 +138,7 @@ def check_time_claims(
     now: float,
     *,
     max_lifetime: int | None,
-    error: type[InvalidToken] = InvalidToken,
+    error: type[SignerError] = InvalidToken,
 ) -> tuple[int, int]:
     """``exp`` and ``iat`` required, ``nbf`` when present, ±30 s skew; returns (iat, exp)."""
     exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", None)

@@ -14,4 +14,6 @@ class RequestMeta:
     route: str
     tenant_header: str | None = None
     idempotency_key: str | None = None
+    #: The size of the request body (``maxArtifactBytes`` applies to it).
+    body_bytes: int = 0
     started: float = field(default_factory=time.perf_counter)

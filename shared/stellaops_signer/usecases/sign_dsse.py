@@ -14,16 +14,19 @@ from stellaops_signer.domain.audit import AuditRecord, iso_time
 from stellaops_signer.domain.authorization import SIGN_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae
-from stellaops_signer.domain.errors import InvalidRequest, ReleaseUntrusted, SignerError
+from stellaops_signer.domain.entitlement import Entitlement, poe_digest
+from stellaops_signer.domain.errors import ArtifactTooLarge, InvalidRequest, ReleaseUntrusted, SignerError
 from stellaops_signer.domain.jcs import canonicalize
 from stellaops_signer.domain.predicates import PredicateCatalogue
+from stellaops_signer.domain.quota import Reservation, policy_block, rate_limit_headers
 from stellaops_signer.domain.statement import SignRequest, Statement
 from stellaops_signer.observability import logger
-from stellaops_signer.ports import AuditLog, Clock, KeySigner
+from stellaops_signer.ports import AuditLog, Clock, KeySigner, QuotaStore
 from stellaops_signer.usecases.meta import RequestMeta
 
 if TYPE_CHECKING:
     from stellaops_signer.domain.release import TrustedKey
+    from stellaops_signer.usecases.entitlement import EntitlementChecker
     from stellaops_signer.usecases.verify_release import ReleaseVerifier
 
 __all__ = ["RequestMeta", "SignDsse", "SignResult", "keys_document"]
@@ -36,8 +39,11 @@ class SignResult:
 
 
 class SignDsse:
-    """The signing use case; every outcome leaves one audit record, and a bundle leaves only
-    after its record is stored."""
+    """The signing use case (spec §1's five proofs, then the signature).
+
+    Every outcome leaves one audit record, and a bundle leaves only after its record is
+    stored. Whatever a refused request reserved is given back.
+    """
 
     def __init__(
         self,
@@ -47,37 +53,55 @@ class SignDsse:
         catalogue: PredicateCatalogue,
         clock: Clock,
         releases: ReleaseVerifier,
+        entitlements: EntitlementChecker,
+        quotas: QuotaStore,
         default_mode: str = "kms",
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
-        self._releases = releases
         self._signer = signer
         self._audit = audit
         self._catalogue = catalogue
         self._clock = clock
+        self._releases = releases
+        self._entitlements = entitlements
+        self._quotas = quotas
         self._default_mode = default_mode
         self._new_id = new_id
 
     def __call__(
-        self, principal: Principal, request: Callable[[], SignRequest], meta: RequestMeta
+        self,
+        principal: Principal,
+        request: Callable[[], SignRequest],
+        meta: RequestMeta,
+        reservation: Reservation | None = None,
     ) -> SignResult:
         """Sign a request; ``request`` parses lazily so that a malformed body is audited too.
 
-        Raises the SignerError of the first rule broken (after auditing the denial).
+        ``reservation`` is one a pipeline step already took (check_quota); otherwise the
+        request reserves its own. Raises the SignerError of the first rule broken, after
+        giving back the reservation and auditing the denial.
         """
         audit_id = self._new_id()
         parsed: SignRequest | None = None
+        entitlement: Entitlement | None = None
+        held = reservation
         try:
-            authorize(principal, (SIGN_SCOPE,), meta.tenant_header)
+            authorize(principal, (SIGN_SCOPE,), meta.tenant_header)  # what they may do
             parsed = request()
             statement = Statement.build(parsed, self._catalogue)
             mode = parsed.options.signingMode or self._default_mode
             if mode != "kms":
                 raise InvalidRequest("keyless signing is not enabled on this installation")
-            # §5.3: only for a genuine scanner release, decided before any signature exists.
-            release = self._releases.verify(parsed.scannerImageDigest)
+            entitlement = self._entitlements.check(parsed.poe.value, principal)  # that they are entitled
+            if meta.body_bytes > entitlement.plan.maxArtifactBytes:
+                limit = entitlement.plan.maxArtifactBytes
+                raise ArtifactTooLarge(f"the request is {meta.body_bytes} bytes; the plan allows {limit}")
+            if held is None:  # that the plan allows it now
+                held = self._quotas.reserve(entitlement.license_id, entitlement.plan)
+            release = self._releases.verify(parsed.scannerImageDigest)  # that the scanner is genuine
             if not release.trusted:
                 raise ReleaseUntrusted(f"scanner {parsed.scannerImageDigest}: {release.reason}")
+            entitlement.covers_release(release.release_year)
             envelope = self._sign(statement)
             bundle = {
                 "dsse": envelope.to_json(),
@@ -96,17 +120,26 @@ class SignDsse:
                     parsed,
                     meta,
                     "allow",
+                    entitlement,
                     key_id=self._signer.key_ref,
                     mode=mode,
                     bundle_sha256=bundle_sha256,
                 )
             )
         except SignerError as error:
-            self._record_denial(audit_id, principal, parsed, meta, error)
+            if held is not None:
+                self._quotas.release(held, refund=True)
+            self._record_denial(audit_id, principal, parsed, meta, error, entitlement)
             raise
+        self._quotas.release(held, refund=False)
         return SignResult(
-            body={"bundle": bundle, "auditId": audit_id, "bundleSha256": bundle_sha256},
-            headers={},
+            body={
+                "bundle": bundle,
+                "policy": policy_block(entitlement.plan_name, entitlement.license_id, entitlement.plan, held),
+                "auditId": audit_id,
+                "bundleSha256": bundle_sha256,
+            },
+            headers=rate_limit_headers(entitlement.plan, held.qps_used, self._clock.now()),
         )
 
     def _sign(self, statement: Statement) -> Envelope:
@@ -120,12 +153,15 @@ class SignDsse:
         request: SignRequest | None,
         meta: RequestMeta,
         decision: str,
+        entitlement: Entitlement | None = None,
         **fields: Any,
     ) -> AuditRecord:
         extra: dict[str, Any] = {}
+        if entitlement is not None:
+            extra.update(license_id=entitlement.license_id, plan=entitlement.plan_name)
         if request is not None:
-            extra = {
-                "poe_sha256": hashlib.sha256(request.poe.value.encode("utf-8")).hexdigest(),
+            extra |= {
+                "poe_sha256": poe_digest(request.poe.value),
                 "scanner_digest": request.scannerImageDigest,
                 "predicate_type": request.predicateType,
                 "subject_digests": tuple(
@@ -155,10 +191,11 @@ class SignDsse:
         request: SignRequest | None,
         meta: RequestMeta,
         error: SignerError,
+        entitlement: Entitlement | None = None,
     ) -> None:
         try:
             self._audit.record(
-                self._record(audit_id, principal, request, meta, "deny", error_code=error.code)
+                self._record(audit_id, principal, request, meta, "deny", entitlement, error_code=error.code)
             )
         except SignerError:
             logger.warning("denial not audited", extra={"code": error.code, "auditId": audit_id})

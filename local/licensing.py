@@ -1,0 +1,157 @@
+"""A local stand-in for Stella Ops Licensing: issues Proofs-of-Entitlement and answers
+``POST /license/introspect`` (RFC 7662 style: ``token=<PoE>`` form-encoded → ``{"active": …}``).
+
+``POST /license/poe`` issues the PoE of the calling installation: the client is identified by
+its mTLS certificate, as at the Authority; an optional ``cnf_jkt`` form field binds the PoE
+to the caller's DPoP key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from jwt.algorithms import ECAlgorithm
+
+from local.authority import CLIENTS
+from local.tls import peer_certificate_pem
+from stellaops_signer.domain.entitlement import poe_digest
+from stellaops_signer.domain.tokens import jwk_thumbprint
+
+ISSUER = "https://licensing.stellaops.local"
+POE_LIFETIME = 3600
+
+#: tenant → the dev licence of its installation. ``dev`` is a small plan to exhaust by hand.
+LICENCES: dict[str, dict[str, Any]] = {
+    "tenant-a": {
+        "license_id": "LIC-A-001",
+        "customer_id": "CUST-A",
+        "plan": "pro",
+        "valid_release_year": 2027,
+    },
+    "tenant-b": {
+        "license_id": "LIC-B-001",
+        "customer_id": "CUST-B",
+        "plan": "dev",
+        "valid_release_year": 2027,
+    },
+}
+
+
+class LocalLicensing:
+    def __init__(self, key_path: Path, issuer: str = ISSUER) -> None:
+        self.issuer = issuer
+        if key_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+            key_path.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+            key_path.chmod(0o600)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        self.key = key
+        jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+        self.kid = jwk_thumbprint(jwk)
+        self.jwks = {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "ES256"}]}
+        #: SHA-256 of revoked PoEs; ``introspection_down`` makes /license/introspect answer 503.
+        self.revoked: set[str] = set()
+        self.introspection_down = False
+
+    def claims_for(
+        self, tenant: str, installation: str, *, now: float | None = None, **overrides: Any
+    ) -> dict[str, Any]:
+        licence = LICENCES[tenant]
+        now = int(now if now is not None else time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": licence["license_id"],
+            "license_id": licence["license_id"],
+            "customer_id": licence["customer_id"],
+            "plan": licence["plan"],
+            "tid": tenant,
+            "inst": installation,
+            "iat": now,
+            "nbf": now,
+            "exp": now + POE_LIFETIME,
+            "valid_release_year": licence["valid_release_year"],
+        }
+        for name, value in overrides.items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        return claims
+
+    def mint(self, claims: Mapping[str, Any], *, key: Any = None) -> str:
+        return jwt.encode(dict(claims), key or self.key, algorithm="ES256", headers={"kid": self.kid})
+
+    def introspect(self, poe: str) -> dict[str, Any]:
+        """Active unless revoked or not one of ours (signature, expiry)."""
+        try:
+            claims = jwt.decode(
+                poe, self.key.public_key(), algorithms=["ES256"], options={"verify_aud": False}
+            )
+        except jwt.PyJWTError:
+            return {"active": False}
+        revoked = poe_digest(poe) in self.revoked
+        return {
+            "active": not revoked,
+            "revoked": revoked,
+            "license_id": claims.get("license_id"),
+            "exp": claims.get("exp"),
+        }
+
+
+def handler_for(licensing: LocalLicensing) -> type[BaseHTTPRequestHandler]:
+    class LicensingHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed-ACK stalls
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: Mapping[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
+            if self.path == "/license/introspect":
+                if licensing.introspection_down:
+                    return self._send(503, {"error": "temporarily_unavailable"})
+                return self._send(200, licensing.introspect(form.get("token", [""])[0]))
+            if self.path != "/license/poe":
+                return self._send(404, {"error": "not_found"})
+            cert_pem = peer_certificate_pem(self)
+            if cert_pem is None:
+                return self._send(401, {"error": "invalid_client"})
+            cert = x509.load_pem_x509_certificate(cert_pem.encode())
+            names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            client = CLIENTS.get(str(names[0].value) if names else "")
+            if client is None or client["tid"] not in LICENCES:
+                return self._send(403, {"error": "no_licence"})
+            extra = {"cnf": {"jkt": form["cnf_jkt"][0]}} if "cnf_jkt" in form else {}
+            poe = licensing.mint(licensing.claims_for(client["tid"], client["inst"], **extra))
+            self._send(200, {"format": "jwt", "value": poe})
+
+    return LicensingHandler

@@ -1,0 +1,163 @@
+"""Plan quotas in DynamoDB (spec §5.2): conditional writes only, no read-then-write.
+
+Per licence: a counter item per one-second window (QPS), a counter item per UTC day, and
+``concurrency`` lease slots that a request takes with a conditional put and that free
+themselves when their lease expires (a crashed invocation leaks a slot for LEASE_SECONDS at
+most). Every item carries a TTL. A refused or failed request gives back what it took.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from stellaops_signer.domain.errors import PlanThrottled, QuotaExhausted, SigningUnavailable
+from stellaops_signer.domain.quota import LEASE_SECONDS, Plan, Reservation, seconds_to_next_day, utc_day
+from stellaops_signer.observability import logger
+from stellaops_signer.ports import Clock
+
+
+def _conditional_failure(error: ClientError) -> bool:
+    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+class DynamoDbQuotaStore:
+    def __init__(self, client: Any, table: str, clock: Clock) -> None:
+        self._client = client
+        self._table = table
+        self._clock = clock
+
+    def reserve(self, license_id: str, plan: Plan) -> Reservation:
+        """Take one QPS unit, one daily unit and one lease; raises PlanThrottled or QuotaExhausted."""
+        now = self._clock.now()
+        second, day = int(now), utc_day(now)
+        qps_key, day_key = f"qps#{license_id}#{second}", f"day#{license_id}#{day}"
+        qps_used = self._count(qps_key, plan.qps, expires_at=second + 60)
+        if qps_used is None:
+            raise PlanThrottled("the plan's requests per second are used up", headers=_retry(1, plan, 0))
+        daily_used = self._count(day_key, plan.dailySignatures, expires_at=second + 2 * 86400)
+        if daily_used is None:
+            self._refund(qps_key)
+            reset = seconds_to_next_day(now)
+            raise QuotaExhausted(
+                "the plan's daily signatures are used up", headers=_retry(reset, plan, qps_used)
+            )
+        lease_id = str(uuid.uuid4())
+        slot = self._lease(license_id, plan.concurrency, lease_id, now)
+        if slot is None:
+            self._refund(qps_key)
+            self._refund(day_key)
+            raise PlanThrottled(
+                "the plan's concurrent signings are all in flight", headers=_retry(1, plan, qps_used)
+            )
+        return Reservation(license_id, second, day, slot, lease_id, qps_used, daily_used)
+
+    def release(self, reservation: Reservation, *, refund: bool) -> None:
+        """Free the lease; with ``refund`` also give back the QPS and daily units (a refused request)."""
+        try:
+            self._client.delete_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"lease#{reservation.license_id}#{reservation.lease_slot}"}},
+                ConditionExpression="leaseId = :id",
+                ExpressionAttributeValues={":id": {"S": reservation.lease_id}},
+            )
+        except ClientError as error:
+            if not _conditional_failure(error):  # else: the lease expired and is someone else's now
+                logger.warning("lease release failed; it expires by itself", extra={"code": "quota"})
+        except BotoCoreError:
+            logger.warning("lease release failed; it expires by itself", extra={"code": "quota"})
+        if refund:
+            self._refund(f"qps#{reservation.license_id}#{reservation.second}")
+            self._refund(f"day#{reservation.license_id}#{reservation.day}")
+
+    def usage(self, license_id: str, plan: Plan) -> dict[str, int]:
+        """Current counts (one consistent batch read): QPS this second, in-flight leases, today."""
+        now = self._clock.now()
+        keys = [f"qps#{license_id}#{int(now)}", f"day#{license_id}#{utc_day(now)}"]
+        keys += [f"lease#{license_id}#{slot}" for slot in range(min(plan.concurrency, 98))]
+        try:
+            answer = self._client.batch_get_item(
+                RequestItems={self._table: {"Keys": [{"pk": {"S": k}} for k in keys], "ConsistentRead": True}}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise SigningUnavailable("the quota store is unavailable") from exc
+        items = {i["pk"]["S"]: i for i in answer.get("Responses", {}).get(self._table, [])}
+
+        def count(key: str) -> int:
+            return int(items[key]["n"]["N"]) if key in items else 0
+
+        in_flight = sum(1 for k in keys[2:] if k in items and int(items[k]["expiresAt"]["N"]) > now)
+        return {"qps": count(keys[0]), "daily": count(keys[1]), "inFlight": in_flight}
+
+    # --- conditional writes --------------------------------------------------------------
+
+    def _count(self, key: str, limit: int, *, expires_at: int) -> int | None:
+        """Add one unless ``limit`` is reached; the new count, or None when refused."""
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="ADD n :one SET expiresAt = if_not_exists(expiresAt, :exp)",
+                ConditionExpression="attribute_not_exists(n) OR n < :limit",
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":limit": {"N": str(limit)},
+                    ":exp": {"N": str(expires_at)},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as error:
+            if _conditional_failure(error):
+                return None
+            raise SigningUnavailable("the quota store is unavailable") from error
+        except BotoCoreError as error:
+            raise SigningUnavailable("the quota store is unavailable") from error
+        return int(answer["Attributes"]["n"]["N"])
+
+    def _lease(self, license_id: str, slots: int, lease_id: str, now: float) -> int | None:
+        """Take a free or expired slot, starting at a random one; None when all are held."""
+        start = random.randrange(slots)  # noqa: S311 - spreading contention, not a secret
+        for offset in range(slots):
+            slot = (start + offset) % slots
+            try:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item={
+                        "pk": {"S": f"lease#{license_id}#{slot}"},
+                        "leaseId": {"S": lease_id},
+                        "expiresAt": {"N": str(int(now) + LEASE_SECONDS)},
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
+                    ExpressionAttributeValues={":now": {"N": str(int(now))}},
+                )
+                return slot
+            except ClientError as error:
+                if not _conditional_failure(error):
+                    raise SigningUnavailable("the quota store is unavailable") from error
+            except BotoCoreError as error:
+                raise SigningUnavailable("the quota store is unavailable") from error
+        return None
+
+    def _refund(self, key: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="ADD n :minus",
+                ConditionExpression="n > :zero",
+                ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
+            )
+        except (ClientError, BotoCoreError):
+            logger.warning("quota refund failed", extra={"code": "quota"})
+
+
+def _retry(seconds: int, plan: Plan, qps_used: int) -> dict[str, str]:
+    return {
+        "Retry-After": str(seconds),
+        "RateLimit-Limit": str(plan.qps),
+        "RateLimit-Remaining": str(max(0, plan.qps - qps_used)),
+        "RateLimit-Reset": str(seconds),
+    }

@@ -1,0 +1,94 @@
+"""Proof-of-Entitlement (spec §5.1): a licence token from Licensing, verified fail-closed.
+
+The PoE decides the plan, the quotas and the release window. It is never stored or logged:
+only its SHA-256 travels on (audit, caches).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stellaops_signer.domain.binding import Principal
+from stellaops_signer.domain.errors import EntitlementDenied, TenantMismatch
+from stellaops_signer.domain.quota import Plan
+from stellaops_signer.domain.tokens import KeySet, check_time_claims, verify_jws
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlement:
+    license_id: str
+    customer_id: str
+    plan_name: str
+    plan: Plan
+    valid_release_year: int
+    expires_at: int
+    poe_sha256: str
+
+    def covers_release(self, release_year: int) -> None:
+        """Raise EntitlementDenied when the verified scanner is newer than the licence allows."""
+        if release_year > self.valid_release_year:
+            raise EntitlementDenied(
+                f"the licence covers releases up to {self.valid_release_year}, "
+                f"the scanner is a {release_year} release"
+            )
+
+
+def poe_digest(poe: str) -> str:
+    return hashlib.sha256(poe.encode("utf-8")).hexdigest()
+
+
+def verify_poe(
+    poe: str, keys: KeySet, *, issuer: str, now: float, principal: Principal, plans: Mapping[str, Plan]
+) -> Entitlement:
+    """Verify a PoE JWT for ``principal``; raises EntitlementDenied (or TenantMismatch)."""
+    _, claims = verify_jws(poe, keys, error=EntitlementDenied)
+    if claims.get("iss") != issuer:
+        raise EntitlementDenied("the PoE was issued by another issuer")
+    _, exp = check_time_claims(claims, now, max_lifetime=None, error=EntitlementDenied)
+    if claims.get("tid") != principal.tenant or claims.get("inst") != principal.installation:
+        raise TenantMismatch("the PoE belongs to another tenant or installation")
+    _check_confirmation(claims.get("cnf"), principal)
+    license_id = _text(claims, "license_id")
+    if claims.get("sub") != license_id:
+        raise EntitlementDenied("the PoE subject must be its licence id")
+    plan_name = _text(claims, "plan")
+    plan = plans.get(plan_name)
+    if plan is None:
+        raise EntitlementDenied(f"plan {plan_name!r} is not offered by this installation")
+    year = claims.get("valid_release_year")
+    if type(year) is not int:
+        raise EntitlementDenied("valid_release_year must be an integer")
+    return Entitlement(
+        license_id=license_id,
+        customer_id=_text(claims, "customer_id"),
+        plan_name=plan_name,
+        plan=plan,
+        valid_release_year=year,
+        expires_at=exp,
+        poe_sha256=poe_digest(poe),
+    )
+
+
+def _text(claims: Mapping[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise EntitlementDenied(f"the PoE needs {name}")
+    return value
+
+
+def _check_confirmation(cnf: Any, principal: Principal) -> None:
+    """An optional ``cnf`` binds the PoE to the sender key the request proved (spec §5.1)."""
+    if cnf is None:
+        return
+    if not isinstance(cnf, dict) or len(cnf) != 1:
+        raise EntitlementDenied("the PoE cnf must hold exactly one of jkt and x5t#S256")
+    ((member, value),) = cnf.items()
+    expected = {"jkt": "dpop", "x5t#S256": "mtls"}.get(member)
+    if expected != principal.binding or not isinstance(value, str):
+        raise EntitlementDenied("the PoE is bound to another kind of sender key")
+    if not hmac.compare_digest(value, principal.sender_key):
+        raise EntitlementDenied("the PoE is bound to another sender key")

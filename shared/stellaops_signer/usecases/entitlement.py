@@ -1,0 +1,81 @@
+"""Entitlement: the PoE verified, optionally confirmed online, and the plan it grants (spec §5.1)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from stellaops_signer.domain.binding import Principal
+from stellaops_signer.domain.entitlement import Entitlement, verify_poe
+from stellaops_signer.domain.errors import EntitlementDenied, EntitlementUnavailable
+from stellaops_signer.domain.quota import Plan
+from stellaops_signer.domain.tokens import CompactJws
+from stellaops_signer.ports import Cache, Clock, KeySetSource
+
+
+class EntitlementChecker:
+    """Verifies PoEs against the Licensing keys; with an introspection endpoint, confirms them
+    online (RFC 7662 style) and caches the answer by ``SHA-256(PoE)`` for at most
+    ``min(PoeCacheTtlSeconds, exp − now)``."""
+
+    def __init__(
+        self,
+        *,
+        keys: KeySetSource,
+        issuer: str,
+        plans: Mapping[str, Plan],
+        clock: Clock,
+        introspect: Callable[[str], Mapping[str, Any]] | None = None,
+        cache: Cache | None = None,
+        cache_ttl: int = 300,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._plans = plans
+        self._clock = clock
+        self._introspect = introspect
+        self._cache = cache
+        self._cache_ttl = cache_ttl
+        self._local: dict[str, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, poe: str | None, principal: Principal) -> Entitlement:
+        """Raises EntitlementDenied, TenantMismatch or EntitlementUnavailable."""
+        if not poe:
+            raise EntitlementDenied("a Proof-of-Entitlement is required")
+        jws = CompactJws.parse(poe, EntitlementDenied)
+        try:
+            keys = self._keys.key_set(jws.kid)
+        except Exception as exc:  # the Licensing keys cannot be had: not the caller's fault
+            raise EntitlementUnavailable("the Licensing keys are unavailable") from exc
+        now = self._clock.now()
+        entitlement = verify_poe(
+            poe, keys, issuer=self._issuer, now=now, principal=principal, plans=self._plans
+        )
+        if self._introspect is not None and not self._active(poe, entitlement, now):
+            raise EntitlementDenied("the licence is revoked or inactive")
+        return entitlement
+
+    def _active(self, poe: str, entitlement: Entitlement, now: float) -> bool:
+        key = f"poe#{entitlement.poe_sha256}"
+        ttl = int(min(self._cache_ttl, entitlement.expires_at - now))
+        with self._lock:
+            local = self._local.get(key)
+        if local and local[0] > now:
+            return local[1]
+        cached = self._cache.get(key) if self._cache else None
+        if cached is not None:
+            return bool(cached.get("active"))
+        assert self._introspect is not None
+        try:
+            answer = self._introspect(poe)
+        except Exception as exc:  # unreachable, 5xx, malformed: and nothing valid cached
+            raise EntitlementUnavailable("the licence cannot be confirmed online now") from exc
+        active = answer.get("active") is True and not answer.get("revoked", False)
+        if ttl > 0:
+            if self._cache:
+                self._cache.put(key, {"active": active}, ttl)
+            with self._lock:
+                self._local[key] = (now + ttl, active)
+        return active
