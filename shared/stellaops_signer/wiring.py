@@ -17,6 +17,7 @@ from stellaops_signer.config import Settings
 if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
     from stellaops_signer.ports import AuditLog, Clock, KeySetSource, KeySigner, QuotaStore
     from stellaops_signer.usecases.authenticate import Authenticator, TokenVerifier
+    from stellaops_signer.usecases.check_quota import QuotaDesk
     from stellaops_signer.usecases.entitlement import EntitlementChecker
     from stellaops_signer.usecases.sign_dsse import SignDsse
     from stellaops_signer.usecases.verify_release import ReleaseQuery, ReleaseVerifier
@@ -231,6 +232,12 @@ class Container:
 
         self.settings.require("quota_table")
         return DynamoDbQuotaStore(self.dynamodb, self.settings.quota_table, self.clock)
+
+    @cached_property
+    def quota_desk(self) -> QuotaDesk:
+        from stellaops_signer.usecases.check_quota import QuotaDesk
+
+        return QuotaDesk(entitlements=self.entitlements, quotas=self.quotas, clock=self.clock)
 
     @cached_property
     def release_query(self) -> ReleaseQuery:

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from stellaops_signer.domain.binding import certificate_thumbprint
-from stellaops_signer.domain.errors import InvalidToken, NotImplementedYet
+from stellaops_signer.domain.errors import InvalidToken
 from tests.conftest import ROOT, load_event
 from tests.functions.conftest import response_headers
 
@@ -65,15 +65,16 @@ def test_handler_answers_its_event_file(name: str, aws: Any, handlers: Any, auth
         with pytest.raises(InvalidToken):  # the shipped token is not from this Authority
             handlers[function](event)
         event["opToken"] = _fresh_token_for_event(authority, event)
-        if function == "check_quota":
-            with pytest.raises(NotImplementedYet):
-                handlers[function](event)
-            return
         answer = handlers[function](event)
         if function == "authenticate":
             assert answer["principal"]["tid"] == "tenant-a" and answer["principal"]["binding"] == "iam"
         elif function == "verify_release":
             assert answer["verdict"]["trusted"] is True and answer["verdict"]["releaseYear"] == 2027
+        elif function == "check_quota":
+            assert answer["plan"] == "pro" and answer["reservation"]["license_id"] == "LIC-A-001"
+            assert handlers[function]({"action": "release", "reservation": answer["reservation"]}) == {
+                "released": True
+            }
         else:
             _verify_dsse(answer["bundle"])
         return
@@ -82,7 +83,8 @@ def test_handler_answers_its_event_file(name: str, aws: Any, handlers: Any, auth
     headers = response_headers(answer)
     assert headers["x-correlation-id"] == event["headers"]["X-Correlation-Id"]
     if function == "check_quota":
-        assert answer["statusCode"] == 501 and body["code"] == "not_implemented_yet"
+        assert answer["statusCode"] == 200, body
+        assert body["plan"] == "pro" and body["licenseId"] == "LIC-A-001" and body["usage"]["daily"] == 0
     elif function == "verify_release":
         assert answer["statusCode"] == 200 and body["trusted"] is True, body
         assert body["releaseVersion"] == "2.4.1 (2027.06)" and body["source"] == "referrers"

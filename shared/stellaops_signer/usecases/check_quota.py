@@ -1,0 +1,68 @@
+"""check_quota: a licence's plan, limits and usage (spec §3.4); quota steps of SigningPipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+from stellaops_signer.domain.authorization import SIGN_SCOPE, VERIFY_SCOPE, authorize
+from stellaops_signer.domain.binding import Principal
+from stellaops_signer.domain.errors import ArtifactTooLarge
+from stellaops_signer.domain.quota import Reservation, seconds_to_next_day
+from stellaops_signer.ports import Clock, QuotaStore
+from stellaops_signer.usecases.entitlement import EntitlementChecker
+from stellaops_signer.usecases.meta import RequestMeta
+
+
+class QuotaDesk:
+    def __init__(self, *, entitlements: EntitlementChecker, quotas: QuotaStore, clock: Clock) -> None:
+        self._entitlements = entitlements
+        self._quotas = quotas
+        self._clock = clock
+
+    def status(self, principal: Principal, poe: str | None, meta: RequestMeta) -> dict[str, Any]:
+        """``GET /api/v1/signer/quota``: raises EntitlementDenied, TenantMismatch, InsufficientScope."""
+        authorize(principal, (SIGN_SCOPE, VERIFY_SCOPE), meta.tenant_header)
+        entitlement = self._entitlements.check(poe, principal)
+        plan = entitlement.plan
+        usage = self._quotas.usage(entitlement.license_id, plan)
+        now = self._clock.now()
+        reset_in = seconds_to_next_day(now)
+        daily_at = datetime.fromtimestamp(int(now) + reset_in, UTC).isoformat().replace("+00:00", "Z")
+        return {
+            "plan": entitlement.plan_name,
+            "licenseId": entitlement.license_id,
+            "validReleaseYear": entitlement.valid_release_year,
+            "limits": {
+                "qps": plan.qps,
+                "concurrency": plan.concurrency,
+                "maxArtifactBytes": plan.maxArtifactBytes,
+                "dailySignatures": plan.dailySignatures,
+            },
+            "usage": {"qps": usage["qps"], "inFlight": usage["inFlight"], "daily": usage["daily"]},
+            "remaining": {
+                "qps": max(0, plan.qps - usage["qps"]),
+                "concurrency": max(0, plan.concurrency - usage["inFlight"]),
+                "daily": max(0, plan.dailySignatures - usage["daily"]),
+            },
+            "resets": {
+                "qpsInSeconds": 1,
+                "dailyInSeconds": reset_in,
+                "dailyAt": daily_at,
+            },
+        }
+
+    def reserve(self, principal: Principal, poe: str | None, artifact_bytes: int) -> dict[str, Any]:
+        """The pipeline's CheckQuota step: entitlement and a reservation SignDsse then uses."""
+        authorize(principal, (SIGN_SCOPE,), None)
+        entitlement = self._entitlements.check(poe, principal)
+        if artifact_bytes > entitlement.plan.maxArtifactBytes:
+            raise ArtifactTooLarge(f"the request is {artifact_bytes} bytes; the plan allows less")
+        reservation = self._quotas.reserve(entitlement.license_id, entitlement.plan)
+        return {"reservation": dataclasses.asdict(reservation), "plan": entitlement.plan_name}
+
+    def release(self, reservation: Reservation, *, refund: bool) -> dict[str, Any]:
+        """The pipeline's compensation: give back what a failed execution reserved."""
+        self._quotas.release(reservation, refund=refund)
+        return {"released": True}
