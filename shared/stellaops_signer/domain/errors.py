@@ -76,12 +76,6 @@ class NotFound(SignerError):
     code, status, title = "not_found", 404, "Not found"
 
 
-class NotImplementedYet(SignerError):
-    """A route whose capability has not landed yet (TASKS.md names the issue)."""
-
-    code, status, title = "not_implemented_yet", 501, "Not implemented yet"
-
-
 class IdempotencyConflict(SignerError):
     code, status, title = "idempotency_conflict", 409, "Idempotency conflict"
 
