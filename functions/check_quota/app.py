@@ -38,7 +38,7 @@ ROUTES = {("GET", http.QUOTA_PATH): quota}
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
-        return http.serve(event, ROUTES)
+        return http.serve(event, ROUTES, context)
     desk = container().quota_desk
     if event.get("action") == "release":
         reservation = http.reservation_from(event.get("reservation"))

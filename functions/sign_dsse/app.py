@@ -5,6 +5,7 @@ check_quota...}, "idempotencyKey"?: str}``
 → the §3.2 200 body; failures raise the error named after the spec's code (e.g. ``InvalidRequest``).
 """
 
+import hashlib
 import json
 from typing import Any
 
@@ -25,6 +26,8 @@ def sign(request: http.ApiRequest) -> http.Answer:
             tenant_header=request.header(http.TENANT_HEADER),
             idempotency_key=request.header(http.IDEMPOTENCY_HEADER),
             body_bytes=len(request.body or b""),
+            body_sha256=hashlib.sha256(request.body or b"").hexdigest(),
+            lambda_context=request.lambda_context,
         ),
     )
     return http.Answer(result.body, result.headers)
@@ -43,7 +46,7 @@ ROUTES = {("POST", http.SIGN_PATH): sign, ("GET", http.KEYS_PATH): keys}
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
-        return http.serve(event, ROUTES)
+        return http.serve(event, ROUTES, context)
     signer = container()
     principal = signer.tokens.authenticate_iam(event.get("opToken"))
     result = signer.sign_dsse(
@@ -53,7 +56,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             correlation_id=http.correlation_id(event.get("headers")),
             route="pipeline:SignDsse",
             idempotency_key=event.get("idempotencyKey"),
-            body_bytes=len(json.dumps(event.get("request"), separators=(",", ":"))),
+            body_bytes=len(body := json.dumps(event.get("request"), separators=(",", ":"), sort_keys=True)),
+            body_sha256=hashlib.sha256(body.encode()).hexdigest(),
+            lambda_context=context,
         ),
         http.reservation_from(event.get("reservation")),
     )

@@ -35,7 +35,7 @@ ROUTES = {("GET", http.VERIFY_PATH): referrers}
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
-        return http.serve(event, ROUTES)
+        return http.serve(event, ROUTES, context)
     signer = container()
     verdict = signer.release_query(
         signer.tokens.authenticate_iam(event.get("opToken")),

@@ -105,9 +105,10 @@ class ApiRequest:
     body: bytes | None
     authorizer: Mapping[str, Any]
     correlation_id: str
+    lambda_context: Any = None
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> ApiRequest:
+    def from_event(cls, event: Mapping[str, Any], lambda_context: Any = None) -> ApiRequest:
         headers = event.get("headers") or {}
         raw = event.get("body")
         body = None
@@ -122,6 +123,7 @@ class ApiRequest:
             body=body,
             authorizer=context.get("authorizer") or {},
             correlation_id=correlation_id(headers),
+            lambda_context=lambda_context,
         )
 
     def header(self, name: str) -> str | None:
@@ -148,10 +150,12 @@ def proxy_answer(status: int, headers: Mapping[str, str], body: Mapping[str, Any
     }
 
 
-def serve(event: Mapping[str, Any], routes: Mapping[tuple[str, str], Route]) -> dict[str, Any]:
+def serve(
+    event: Mapping[str, Any], routes: Mapping[tuple[str, str], Route], lambda_context: Any = None
+) -> dict[str, Any]:
     """Dispatch a REST proxy event to its route; every answer is JSON or problem+json and carries
     the correlation id. Unknown errors become a generic 500 with the stack in the log only."""
-    request = ApiRequest.from_event(event)
+    request = ApiRequest.from_event(event, lambda_context)
     correlation = request.correlation_id
     logger.set_correlation_id(correlation)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: importing the ports costs nothing at cold start
@@ -76,6 +77,14 @@ class QuotaStore(Protocol):
     def release(self, reservation: Reservation, *, refund: bool) -> None: ...
 
     def usage(self, license_id: str, plan: Plan) -> dict[str, int]: ...
+
+
+class Idempotency(Protocol):
+    def run(
+        self, key: str, body_sha256: str, compute: Callable[[], dict[str, Any]], lambda_context: Any = None
+    ) -> dict[str, Any]:
+        """The first answer for ``key``; raises IdempotencyConflict for another body or a running first."""
+        ...
 
 
 class KeySetSource(Protocol):

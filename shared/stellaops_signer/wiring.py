@@ -15,7 +15,7 @@ from stellaops_signer.adapters.clock import SystemClock
 from stellaops_signer.config import Settings
 
 if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
-    from stellaops_signer.ports import AuditLog, Clock, KeySetSource, KeySigner, QuotaStore
+    from stellaops_signer.ports import AuditLog, Clock, Idempotency, KeySetSource, KeySigner, QuotaStore
     from stellaops_signer.usecases.authenticate import Authenticator, TokenVerifier
     from stellaops_signer.usecases.check_quota import QuotaDesk
     from stellaops_signer.usecases.entitlement import EntitlementChecker
@@ -259,7 +259,15 @@ class Container:
             releases=self.release_verifier,
             entitlements=self.entitlements,
             quotas=self.quotas,
+            idempotency=lambda: self.idempotency,  # built (and imported) on the first keyed request
         )
+
+    @cached_property
+    def idempotency(self) -> Idempotency:
+        from stellaops_signer.adapters.idempotency import PowertoolsIdempotency
+
+        self.settings.require("idempotency_table")
+        return PowertoolsIdempotency(self.dynamodb, self.settings.idempotency_table)
 
 
 @functools.cache

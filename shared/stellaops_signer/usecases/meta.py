@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,4 +17,8 @@ class RequestMeta:
     idempotency_key: str | None = None
     #: The size of the request body (``maxArtifactBytes`` applies to it).
     body_bytes: int = 0
+    #: SHA-256 of the request body: what an Idempotency-Key's retries must repeat.
+    body_sha256: str = ""
+    #: The Lambda context (remaining time), when there is one.
+    lambda_context: Any = None
     started: float = field(default_factory=time.perf_counter)

@@ -21,7 +21,7 @@ from stellaops_signer.domain.predicates import PredicateCatalogue
 from stellaops_signer.domain.quota import Reservation, policy_block, rate_limit_headers
 from stellaops_signer.domain.statement import SignRequest, Statement
 from stellaops_signer.observability import logger
-from stellaops_signer.ports import AuditLog, Clock, KeySigner, QuotaStore
+from stellaops_signer.ports import AuditLog, Clock, Idempotency, KeySigner, QuotaStore
 from stellaops_signer.usecases.meta import RequestMeta
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class SignDsse:
         releases: ReleaseVerifier,
         entitlements: EntitlementChecker,
         quotas: QuotaStore,
+        idempotency: Callable[[], Idempotency] | None = None,
         default_mode: str = "kms",
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
@@ -65,6 +66,7 @@ class SignDsse:
         self._releases = releases
         self._entitlements = entitlements
         self._quotas = quotas
+        self._idempotency = idempotency
         self._default_mode = default_mode
         self._new_id = new_id
 
@@ -78,9 +80,30 @@ class SignDsse:
         """Sign a request; ``request`` parses lazily so that a malformed body is audited too.
 
         ``reservation`` is one a pipeline step already took (check_quota); otherwise the
-        request reserves its own. Raises the SignerError of the first rule broken, after
-        giving back the reservation and auditing the denial.
+        request reserves its own. With an Idempotency-Key a retry with the same body gets the
+        first answer again, uncharged (spec §5.4). Raises the SignerError of the first rule
+        broken, after giving back the reservation and auditing the denial.
         """
+        if meta.idempotency_key and self._idempotency is not None:
+            if not 1 <= len(meta.idempotency_key) <= 255:
+                raise InvalidRequest("Idempotency-Key must be 1 to 255 characters")
+            key = f"{principal.tenant}#{meta.idempotency_key}"
+
+            def first() -> dict[str, Any]:
+                result = self._sign_once(principal, request, meta, reservation)
+                return {"body": result.body, "headers": result.headers}
+
+            stored = self._idempotency().run(key, meta.body_sha256, first, meta.lambda_context)
+            return SignResult(body=stored["body"], headers=stored["headers"])
+        return self._sign_once(principal, request, meta, reservation)
+
+    def _sign_once(
+        self,
+        principal: Principal,
+        request: Callable[[], SignRequest],
+        meta: RequestMeta,
+        reservation: Reservation | None,
+    ) -> SignResult:
         audit_id = self._new_id()
         parsed: SignRequest | None = None
         entitlement: Entitlement | None = None
