@@ -5,7 +5,6 @@ check_quota...}, "idempotencyKey"?: str}``
 → the §3.2 200 body; failures raise the error named after the spec's code (e.g. ``InvalidRequest``).
 """
 
-import hashlib
 import json
 from typing import Any
 
@@ -26,7 +25,7 @@ def sign(request: http.ApiRequest) -> http.Answer:
             tenant_header=request.header(http.TENANT_HEADER),
             idempotency_key=request.header(http.IDEMPOTENCY_HEADER),
             body_bytes=len(request.body or b""),
-            body_sha256=hashlib.sha256(request.body or b"").hexdigest(),
+            body_sha256=http.body_digest(request.body) if request.header(http.IDEMPOTENCY_HEADER) else "",
             lambda_context=request.lambda_context,
         ),
     )
@@ -56,8 +55,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             correlation_id=http.correlation_id(event.get("headers")),
             route="pipeline:SignDsse",
             idempotency_key=event.get("idempotencyKey"),
-            body_bytes=len(body := json.dumps(event.get("request"), separators=(",", ":"), sort_keys=True)),
-            body_sha256=hashlib.sha256(body.encode()).hexdigest(),
+            body_bytes=len(body := json.dumps(event.get("request"), separators=(",", ":")).encode()),
+            body_sha256=http.body_digest(body) if event.get("idempotencyKey") else "",
             lambda_context=context,
         ),
         http.reservation_from(event.get("reservation")),

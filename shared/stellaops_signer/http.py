@@ -8,6 +8,7 @@ context, the correlation id and the RFC 7807 body.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import uuid
@@ -306,3 +307,15 @@ def reservation_from(data: Any) -> Reservation | None:
         return Reservation(**data)
     except TypeError:
         raise InvalidRequest("reservation is malformed") from None
+
+
+def body_digest(body: bytes | None) -> str:
+    """SHA-256 of a request body for idempotency: of its RFC 8785 form when it is JSON (a retry
+    that re-serialises the same request is the same request), else of its bytes."""
+    from stellaops_signer.domain.jcs import CanonicalizationError, canonicalize
+
+    raw = body or b""
+    try:
+        return hashlib.sha256(canonicalize(json.loads(raw))).hexdigest()
+    except (ValueError, RecursionError, CanonicalizationError):
+        return hashlib.sha256(raw).hexdigest()

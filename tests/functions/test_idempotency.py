@@ -93,3 +93,10 @@ def test_keys_are_scoped_to_the_tenant(aws: Any, handlers: Any, licensing: Any) 
 def test_requests_without_a_key_are_signed_each_time(aws: Any, handlers: Any) -> None:
     first, second = _sign(handlers, BODY, None)[2], _sign(handlers, BODY, None)[2]
     assert first["auditId"] != second["auditId"] and _daily_used() == 2
+
+
+def test_a_retry_that_reserialises_the_same_body_is_the_same_request(aws: Any, handlers: Any) -> None:
+    reordered = {k: BODY[k] for k in reversed(list(BODY))}
+    first = _sign(handlers, BODY, "retry-5")[2]
+    status, _, again = _sign(handlers, reordered, "retry-5")
+    assert status == 200 and again["auditId"] == first["auditId"]
