@@ -131,7 +131,7 @@ def floor(
     return per_call_us(bare)
 
 
-def pipeline(binding: str, authority: Any, cert: Any) -> dict[str, Any]:
+def pipeline(binding: str, authority: Any, cert: Any, poe: str) -> dict[str, Any]:
     from local.dpop import DpopKey
     from local.gateway import LambdaContext, load_handler
     from stellaops_signer import wiring
@@ -143,6 +143,10 @@ def pipeline(binding: str, authority: Any, cert: Any) -> dict[str, Any]:
     authorizer_event = load_event("authenticate/authorizer-sign-mtls.json")
     authorizer_event["requestContext"]["identity"]["clientCert"]["clientCertPem"] = cert.pem()
     sign_event = load_event("sign_dsse/sign-dsse.json")
+    sign_event["headers"].pop("Idempotency-Key", None)  # the plain path; keyed requests cost 2 more calls
+    sign_event["body"] = json.dumps(
+        {**json.loads(sign_event["body"]), "poe": {"format": "jwt", "value": poe}}
+    )
     key = DpopKey()
     cnf = {"jkt": key.thumbprint} if binding == "dpop" else {"x5t#S256": certificate_thumbprint(cert.pem())}
     token = authority.mint(authority.claims_for("scanner-1", cnf=cnf))
@@ -220,8 +224,12 @@ def main() -> None:
 
     from local import moto_kms
     from local.authority import LocalAuthority
+    from local.licensing import LocalLicensing
     from local.pki import DevPki
     from local.provision import Provisioner, load_template
+    from local.registry import OciRegistry
+    from local.release import HttpPusher, ReleaseKey, publish_signature
+    from local.scanner_release import REPOSITORY, VERSION, publish_image
     from local.stack import local_parameters
     from stellaops_signer import wiring
 
@@ -230,17 +238,38 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     authority = LocalAuthority(tmp / "authority.key")
     cert = DevPki(tmp / "pki").issue("scanner-1")
+    licensing = LocalLicensing(tmp / "licensing.key")
+    poe = licensing.mint(licensing.claims_for("tenant-a", "inst-1", plan="bench"))
+    registry = OciRegistry()
+    host = registry.start().removeprefix("http://")
+    release_key = ReleaseKey.generate()
+    pusher = HttpPusher(registry.base_url)
+    digest = publish_image(pusher, REPOSITORY)
+    publish_signature(
+        pusher, f"{host}/{REPOSITORY}", REPOSITORY, digest, release_key, version=VERSION, mode="referrers"
+    )
+    os.environ["SIGNER_REGISTRY_INSECURE_LOOPBACK"] = "true"
     print(f"rounds: {ROUNDS} (medians per request)")
     for binding in ("dpop", "mtls"):
         # Metrics stay on (their cost is real); the EMF lines they print go nowhere.
         with mock_aws(), contextlib.redirect_stdout(io.StringIO()):
             provisioner = Provisioner(
-                wiring.aws_session(), load_template(), local_parameters(BASE_URL, authority)
+                wiring.aws_session(),
+                load_template(),
+                local_parameters(BASE_URL, authority, host, release_key.public_pem, licensing),
             )
             provisioner.create_all()
             os.environ.update(provisioner.function_environment())
+            # A plan the benchmark cannot exhaust: it measures cost, not throttling.
+            limits = {
+                "qps": 1_000_000,
+                "concurrency": 50,
+                "maxArtifactBytes": 10_485_760,
+                "dailySignatures": 10**9,
+            }
+            os.environ["SIGNER_PLANS"] = json.dumps({"bench": limits})
             wiring.reset()
-            run = pipeline(binding, authority, cert)
+            run = pipeline(binding, authority, cert, poe)
         bare = floor(binding, run["token"], authority, run["proof"], run["key"], cert.pem(), run["body"])
         print(
             f"\n[{binding}] pipeline (authorizer + sign_dsse handlers, warm, moto in process): "
@@ -255,6 +284,7 @@ def main() -> None:
             f"[{binding}] AWS calls per warm signature: {sum(run['calls'].values()):.2f} {run['calls']}"
             "   (target <= 4)"
         )
+    registry.stop()
     print()
     for function, ms in imports.items():
         print(f"cold import functions/{function}/app.py: {ms:.0f} ms (median of 7)   (target <= 300 ms)")
