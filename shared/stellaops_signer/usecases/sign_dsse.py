@@ -79,8 +79,9 @@ class SignDsse:
     ) -> SignResult:
         """Sign a request; ``request`` parses lazily so that a malformed body is audited too.
 
-        ``reservation`` is one a pipeline step already took (check_quota); otherwise the
-        request reserves its own. With an Idempotency-Key a retry with the same body gets the
+        ``reservation`` is one a pipeline step already took (check_quota): this call frees its
+        lease after signing, and leaves a failure's refund to the pipeline's ReleaseQuota step;
+        otherwise the request reserves, and gives back, its own. With an Idempotency-Key a retry with the same body gets the
         first answer again, uncharged (spec §5.4). Raises the SignerError of the first rule
         broken, after giving back the reservation and auditing the denial.
         """
@@ -150,7 +151,7 @@ class SignDsse:
                 )
             )
         except SignerError as error:
-            if held is not None:
+            if held is not None and reservation is None:  # a pipeline's own compensation releases its
                 self._quotas.release(held, refund=True)
             self._record_denial(audit_id, principal, parsed, meta, error, entitlement)
             raise
