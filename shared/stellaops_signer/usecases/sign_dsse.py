@@ -81,9 +81,9 @@ class SignDsse:
 
         ``reservation`` is one a pipeline step already took (check_quota): this call frees its
         lease after signing, and leaves a failure's refund to the pipeline's ReleaseQuota step;
-        otherwise the request reserves, and gives back, its own. With an Idempotency-Key a retry with the same body gets the
-        first answer again, uncharged (spec §5.4). Raises the SignerError of the first rule
-        broken, after giving back the reservation and auditing the denial.
+        otherwise the request reserves, and gives back, its own. With an Idempotency-Key a
+        retry with the same body gets the first answer again, uncharged (spec §5.4). Raises
+        the SignerError of the first rule broken, after auditing the denial.
         """
         if meta.idempotency_key and self._idempotency is not None:
             if not 1 <= len(meta.idempotency_key) <= 255:
