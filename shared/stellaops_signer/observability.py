@@ -10,6 +10,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+__all__ = ["MetricUnit", "count", "count_outcome", "logger", "metrics"]
+
 SERVICE = "signer"
 NAMESPACE = "StellaOps/Signer"
 
@@ -25,3 +27,9 @@ def count_outcome(outcome: str) -> None:
     if is_metrics_disabled():
         return
     metrics.add_metric(name=f"Requests.{outcome}", unit=MetricUnit.Count, value=1)
+
+
+def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> None:
+    """One data point (signing latency, release verifications, key usage…), unless disabled."""
+    if not is_metrics_disabled():
+        metrics.add_metric(name=name, unit=unit, value=value)

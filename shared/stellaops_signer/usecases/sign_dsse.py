@@ -20,7 +20,7 @@ from stellaops_signer.domain.jcs import canonicalize
 from stellaops_signer.domain.predicates import PredicateCatalogue
 from stellaops_signer.domain.quota import Reservation, policy_block, rate_limit_headers
 from stellaops_signer.domain.statement import SignRequest, Statement
-from stellaops_signer.observability import logger
+from stellaops_signer.observability import MetricUnit, count, logger
 from stellaops_signer.ports import AuditLog, Clock, Idempotency, KeySigner, QuotaStore
 from stellaops_signer.usecases.meta import RequestMeta
 
@@ -156,6 +156,8 @@ class SignDsse:
             self._record_denial(audit_id, principal, parsed, meta, error, entitlement)
             raise
         self._quotas.release(held, refund=False)
+        count("SigningLatency", (time.perf_counter() - meta.started) * 1000, MetricUnit.Milliseconds)
+        count("KeyUsage.kms")
         return SignResult(
             body={
                 "bundle": bundle,

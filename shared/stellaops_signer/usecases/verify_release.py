@@ -20,7 +20,7 @@ from stellaops_signer.domain.authorization import SIGN_SCOPE, VERIFY_SCOPE, auth
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.errors import InvalidRequest, ReleaseUntrusted, SignerError
 from stellaops_signer.domain.release import ReleaseVerdict, TrustedKey, evaluate, trust_configuration_hash
-from stellaops_signer.observability import logger
+from stellaops_signer.observability import count, logger
 from stellaops_signer.ports import AuditLog, Cache, Clock, SignatureSource
 from stellaops_signer.usecases.meta import RequestMeta
 
@@ -75,6 +75,7 @@ class ReleaseVerifier:
             return verdict
         candidates = [c for repo in repositories for c in self._registry.collect(repo, digest)]
         verdict = evaluate(digest, candidates, self._keys)
+        count("ReleaseVerifications." + ("trusted" if verdict.trusted else "untrusted"))
         ttl = TRUSTED_TTL_SECONDS if verdict.trusted else UNTRUSTED_TTL_SECONDS
         self._cache.put(key, verdict.to_cache(), ttl)
         self._remember(key, verdict)
