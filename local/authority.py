@@ -20,16 +20,13 @@ from urllib.parse import parse_qs
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from jwt.algorithms import ECAlgorithm
 
+from local.pki import IssuerKey
 from local.tls import peer_certificate_pem
 from stellaops_signer.domain.binding import certificate_thumbprint
 from stellaops_signer.domain.dpop import verify_proof
 from stellaops_signer.domain.errors import InvalidDpopProof
-from stellaops_signer.domain.tokens import jwk_thumbprint
 
 ISSUER = "https://authority.stellaops.local"
 TOKEN_LIFETIME = 300
@@ -45,23 +42,8 @@ CLIENTS: dict[str, dict[str, Any]] = {
 class LocalAuthority:
     def __init__(self, key_path: Path, issuer: str = ISSUER) -> None:
         self.issuer = issuer
-        if key_path.exists():
-            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-        else:
-            key = ec.generate_private_key(ec.SECP256R1())
-            key_path.write_bytes(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-            key_path.chmod(0o600)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        self.key = key
-        jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
-        self.kid = jwk_thumbprint(jwk)
-        self.jwks = {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "ES256"}]}
+        issuer_key = IssuerKey(key_path)
+        self.key, self.kid, self.jwks = issuer_key.key, issuer_key.kid, issuer_key.jwks
 
     def mint(self, claims: Mapping[str, Any], *, headers: Mapping[str, Any] | None = None) -> str:
         """Sign arbitrary claims with the Authority key (tests use it to craft bad tokens too)."""

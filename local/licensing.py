@@ -18,15 +18,12 @@ from urllib.parse import parse_qs
 
 import jwt
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from jwt.algorithms import ECAlgorithm
 
 from local.authority import CLIENTS
+from local.pki import IssuerKey
 from local.tls import peer_certificate_pem
 from stellaops_signer.domain.entitlement import poe_digest
-from stellaops_signer.domain.tokens import jwk_thumbprint
 
 ISSUER = "https://licensing.stellaops.local"
 POE_LIFETIME = 3600
@@ -51,23 +48,8 @@ LICENCES: dict[str, dict[str, Any]] = {
 class LocalLicensing:
     def __init__(self, key_path: Path, issuer: str = ISSUER) -> None:
         self.issuer = issuer
-        if key_path.exists():
-            key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-        else:
-            key = ec.generate_private_key(ec.SECP256R1())
-            key_path.write_bytes(
-                key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
-            key_path.chmod(0o600)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        self.key = key
-        jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
-        self.kid = jwk_thumbprint(jwk)
-        self.jwks = {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "ES256"}]}
+        issuer_key = IssuerKey(key_path)
+        self.key, self.kid, self.jwks = issuer_key.key, issuer_key.kid, issuer_key.jwks
         #: SHA-256 of revoked PoEs; ``introspection_down`` makes /license/introspect answer 503.
         self.revoked: set[str] = set()
         self.introspection_down = False

@@ -114,3 +114,26 @@ class DevPki:
         _write_key(issued.key, key)
         issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return issued
+
+
+class IssuerKey:
+    """An ES256 key that signs tokens (the Authority's OpToks, Licensing's PoEs): created once
+    under ``path`` (0600), published as a one-key JWKS whose ``kid`` is its RFC 7638 thumbprint."""
+
+    def __init__(self, path: Path) -> None:
+        import json
+
+        from jwt.algorithms import ECAlgorithm
+
+        from stellaops_signer.domain.tokens import jwk_thumbprint
+
+        if path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), None)
+        else:
+            key = ec.generate_private_key(ec.SECP256R1())
+            _write_key(path, key)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        self.key = key
+        jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+        self.kid = jwk_thumbprint(jwk)
+        self.jwks = {"keys": [{**jwk, "kid": self.kid, "use": "sig", "alg": "ES256"}]}
