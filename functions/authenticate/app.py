@@ -3,13 +3,14 @@
 Authorizer event → Allow (context: sub, clientId, tid, inst, scope, binding, senderKey,
 correlationId) or Deny (context: errorCode, errorTitle, errorDetail, wwwAuthenticate,
 dpopNonce, correlationId), rendered as a 401 by the gateway responses.
-Direct input ``{"opToken": str}`` → ``{"principal": {...the Allow context...}}``;
-failures raise ``InvalidToken``.
+Direct input ``{"opToken": str, "tenant"?: str}`` → ``{"principal": {...the Allow context...}}``;
+failures raise ``InvalidToken`` (or ``TenantMismatch`` when ``tenant`` is not the token's).
 """
 
 from typing import Any
 
 from stellaops_signer import http
+from stellaops_signer.domain.errors import TenantMismatch
 from stellaops_signer.observability import logger, metrics
 from stellaops_signer.wiring import container
 
@@ -21,4 +22,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_authorizer_event(event):
         return http.authorizer_answer(event, signer.authenticator, signer.record_authentication_denial)
     principal = signer.tokens.authenticate_iam(event.get("opToken"))
+    tenant = event.get("tenant")
+    if tenant is not None and tenant != principal.tenant:  # as X-StellaOps-Tenant is checked
+        raise TenantMismatch("tenant differs from the token's tenant")
     return {"principal": http.principal_context(principal, http.correlation_id(event.get("headers")))}

@@ -2,7 +2,8 @@
 
 Direct input ``{"opToken": str, "request": {...the §3.2 body...}, "reservation"?: {...from
 check_quota...}, "idempotencyKey"?: str}``
-→ the §3.2 200 body; failures raise the error named after the spec's code (e.g. ``InvalidRequest``).
+→ the §3.2 200 body, or ``{"result": {"s3Uri", "sha256", "size"}}`` when it is larger than
+200 KiB; failures raise the error named after the spec's code (e.g. ``InvalidRequest``).
 """
 
 import json
@@ -61,4 +62,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ),
         http.reservation_from(event.get("reservation")),
     )
-    return result.body
+    return signer.pipeline_result(result.body)

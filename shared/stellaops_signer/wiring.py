@@ -7,6 +7,7 @@ authorizer never creates a KMS client and ``sign_dsse`` never fetches a nonce se
 from __future__ import annotations
 
 import functools
+import json
 import os
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ from stellaops_signer.adapters.clock import SystemClock
 from stellaops_signer.config import Settings
 
 if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
+    from stellaops_signer.adapters.payloads import S3PayloadStore
     from stellaops_signer.ports import AuditLog, Clock, Idempotency, KeySetSource, KeySigner, QuotaStore
     from stellaops_signer.usecases.authenticate import Authenticator, TokenVerifier
     from stellaops_signer.usecases.check_quota import QuotaDesk
@@ -23,6 +25,8 @@ if TYPE_CHECKING:  # the use cases are imported by the functions that use them, 
     from stellaops_signer.usecases.verify_release import ReleaseQuery, ReleaseVerifier
 
 HTTP_TIMEOUT_SECONDS = 3.0
+#: Step Functions caps a state at 256 KiB; larger results travel by reference (spec §6).
+PIPELINE_INLINE_BYTES = 200 * 1024
 
 
 class Container:
@@ -261,6 +265,18 @@ class Container:
             quotas=self.quotas,
             idempotency=lambda: self.idempotency,  # built (and imported) on the first keyed request
         )
+
+    @cached_property
+    def payloads(self) -> S3PayloadStore:
+        from stellaops_signer.adapters.payloads import S3PayloadStore
+
+        self.settings.require("payload_bucket")
+        return S3PayloadStore(self.client("s3"), self.settings.payload_bucket)
+
+    def pipeline_result(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A step's answer as Step Functions can carry it: inline up to 200 KiB, else an S3 reference."""
+        data = json.dumps(body, separators=(",", ":")).encode()
+        return body if len(data) <= PIPELINE_INLINE_BYTES else {"result": self.payloads.put(data)}
 
     @cached_property
     def idempotency(self) -> Idempotency:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from local import moto_kms
 from local.dpop import DpopKey
@@ -34,6 +35,8 @@ def moto_server(authority: Any, release: Any, licensing: Any) -> Iterator[dict[s
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto's server shares its backends with every mock in this process: start from nothing.
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10)
     session = boto3.session.Session(region_name="us-east-1")
     provisioner = Provisioner(
         _EndpointSession(session, endpoint),

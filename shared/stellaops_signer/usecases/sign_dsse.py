@@ -90,11 +90,16 @@ class SignDsse:
                 raise InvalidRequest("Idempotency-Key must be 1 to 255 characters")
             key = f"{principal.tenant}#{meta.idempotency_key}"
 
+            computed: list[bool] = []
+
             def first() -> dict[str, Any]:
+                computed.append(True)
                 result = self._sign_once(principal, request, meta, reservation)
                 return {"body": result.body, "headers": result.headers}
 
             stored = self._idempotency().run(key, meta.body_sha256, first, meta.lambda_context)
+            if not computed and reservation is not None:  # a replay: the pipeline's units go back
+                self._quotas.release(reservation, refund=True)
             return SignResult(body=stored["body"], headers=stored["headers"])
         return self._sign_once(principal, request, meta, reservation)
 
