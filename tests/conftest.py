@@ -36,7 +36,7 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 
-pytest_plugins = ["tests.registry_fixtures"]
+pytest_plugins = ["tests.registry_fixtures", "tests.moto_server"]
 
 
 @dataclass(frozen=True)

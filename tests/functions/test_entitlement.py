@@ -27,7 +27,9 @@ from tests.functions.conftest import response_headers, sign_event
 BODY = json.loads(load_event("sign_dsse/sign-dsse.json")["body"])
 CONTEXT = load_event("sign_dsse/sign-dsse.json")["requestContext"]["authorizer"]
 #: The event's headers without its Idempotency-Key: every call here is a new request.
-HEADERS = {k: v for k, v in load_event("sign_dsse/sign-dsse.json")["headers"].items() if k != "Idempotency-Key"}
+HEADERS = {
+    k: v for k, v in load_event("sign_dsse/sign-dsse.json")["headers"].items() if k != "Idempotency-Key"
+}
 CALLER_X5T = CONTEXT["senderKey"]  # the thumbprint of the event's client certificate
 CALLER_JKT = "DPoP-key-thumbprint-of-the-caller-0000000000"
 
@@ -66,10 +68,9 @@ def _claims(licensing: LocalLicensing, **overrides: Any) -> dict[str, Any]:
     return licensing.claims_for("tenant-a", "inst-1", **overrides)
 
 
-def _quota(handlers: Any, poe: str | None, tenant: str = "tenant-a") -> tuple[int, dict[str, Any]]:
+def _quota(handlers: Any, poe: str | None) -> tuple[int, dict[str, Any]]:
     event = load_event("check_quota/quota.json")
     headers = {k: v for k, v in event["headers"].items() if k != "X-StellaOps-PoE"}
-    headers["X-StellaOps-Tenant"] = tenant
     if poe is not None:
         headers["X-StellaOps-PoE"] = poe
     event["headers"], event["multiValueHeaders"] = headers, {k: [v] for k, v in headers.items()}
@@ -96,7 +97,9 @@ class Introspection:
 
 
 @pytest.fixture
-def introspection(aws: Any, licensing: LocalLicensing, monkeypatch: pytest.MonkeyPatch) -> Iterator[Introspection]:
+def introspection(
+    aws: Any, licensing: LocalLicensing, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Introspection]:
     """GIVEN the Signer configured with ``LicensingIntrospectUrl``."""
     seen = Introspection(licensing)
 
@@ -106,7 +109,7 @@ def introspection(aws: Any, licensing: LocalLicensing, monkeypatch: pytest.Monke
             super().do_POST()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_port}/license/introspect"
     monkeypatch.setenv("SIGNER_LICENSING_INTROSPECT_URL", url)
@@ -349,6 +352,27 @@ def test_revocation_takes_effect_when_the_cached_answer_expires(
     _signed(handlers, poe)  # still within the cached answer's lifetime
     clock.advance(11)
     _refused(handlers, aws, poe, 403, "entitlement_denied")
+
+
+def test_poe_never_appears_in_the_logs(
+    aws: Any, handlers: Any, licensing: Any, introspection: Introspection, caplog: pytest.LogCaptureFixture
+) -> None:
+    from stellaops_signer.observability import logger
+
+    accepted, revoked = poe_for(licensing), poe_for(licensing, customer_id="CUST-A2")
+    introspection.revoke(revoked)
+    level = logger.log_level
+    logger.setLevel("DEBUG")
+    try:
+        _signed(handlers, accepted)
+        _sign(handlers, revoked)
+        _sign(handlers, poe_for(licensing, iss="https://licensing.evil.example"))
+        _quota(handlers, accepted)
+    finally:
+        logger.setLevel(level)
+    logs = " ".join(str(record.__dict__) for record in caplog.records)
+    assert "request refused" in logs  # the logs, with their extra fields, were captured
+    assert "eyJ" not in logs  # no JWS at all: neither a PoE nor a token
 
 
 # --- GET /api/v1/signer/quota ---------------------------------------------------------------

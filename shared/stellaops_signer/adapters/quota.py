@@ -37,22 +37,20 @@ class DynamoDbQuotaStore:
         qps_key, day_key = f"qps#{license_id}#{second}", f"day#{license_id}#{day}"
         qps_used = self._count(qps_key, plan.qps, expires_at=second + 60)
         if qps_used is None:
-            raise PlanThrottled("the plan's requests per second are used up", headers=_retry(1, plan, 0))
+            raise PlanThrottled("the plan's requests per second are used up", headers=_retry(1, plan.qps))
         daily_used = self._count(day_key, plan.dailySignatures, expires_at=second + 2 * 86400)
         if daily_used is None:
             self._refund(qps_key)
             reset = seconds_to_next_day(now)
-            raise QuotaExhausted(
-                "the plan's daily signatures are used up", headers=_retry(reset, plan, qps_used)
-            )
+            headers = _retry(reset, plan.dailySignatures)
+            raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
         lease_id = str(uuid.uuid4())
         slot = self._lease(license_id, plan.concurrency, lease_id, now)
         if slot is None:
             self._refund(qps_key)
             self._refund(day_key)
-            raise PlanThrottled(
-                "the plan's concurrent signings are all in flight", headers=_retry(1, plan, qps_used)
-            )
+            headers = _retry(1, plan.concurrency)
+            raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
         return Reservation(license_id, second, day, slot, lease_id, qps_used, daily_used)
 
     def release(self, reservation: Reservation, *, refund: bool) -> None:
@@ -130,7 +128,8 @@ class DynamoDbQuotaStore:
                         "leaseId": {"S": lease_id},
                         "expiresAt": {"N": str(int(now) + LEASE_SECONDS)},
                     },
-                    ConditionExpression="attribute_not_exists(pk) OR expiresAt < :now",
+                    # free once expired: the same rule usage() counts by (expiresAt <= now)
+                    ConditionExpression="attribute_not_exists(pk) OR expiresAt <= :now",
                     ExpressionAttributeValues={":now": {"N": str(int(now))}},
                 )
                 return slot
@@ -154,10 +153,11 @@ class DynamoDbQuotaStore:
             logger.warning("quota refund failed", extra={"code": "quota"})
 
 
-def _retry(seconds: int, plan: Plan, qps_used: int) -> dict[str, str]:
+def _retry(seconds: int, limit: int) -> dict[str, str]:
+    """A refusal's headers: the quota that ran out, nothing left of it, and when it resets."""
     return {
         "Retry-After": str(seconds),
-        "RateLimit-Limit": str(plan.qps),
-        "RateLimit-Remaining": str(max(0, plan.qps - qps_used)),
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": "0",
         "RateLimit-Reset": str(seconds),
     }
