@@ -9,21 +9,19 @@ registered clients decide tenant, installation and the scopes a client may ask f
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import jwt
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from local.pki import IssuerKey
-from local.tls import peer_certificate_pem
+from local.tls import JsonHandler, peer_certificate_pem
 from stellaops_signer.domain.binding import certificate_thumbprint
 from stellaops_signer.domain.dpop import verify_proof
 from stellaops_signer.domain.errors import InvalidDpopProof
@@ -115,43 +113,27 @@ class LocalAuthority:
 
 
 def handler_for(authority: LocalAuthority, base_url: str) -> type[BaseHTTPRequestHandler]:
-    class AuthorityHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed-ACK stalls
-
-        def log_message(self, *args: Any) -> None:  # keep the console for the gateway
-            pass
-
-        def _send(self, status: int, body: Mapping[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class AuthorityHandler(JsonHandler):
         def do_GET(self) -> None:
             if self.path == "/.well-known/jwks.json":
-                self._send(200, authority.jwks)
+                self.send_json(200, authority.jwks)
             else:
-                self._send(404, {"error": "not_found"})
+                self.send_json(404, {"error": "not_found"})
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            form = parse_qs(self.rfile.read(length).decode())
+            form = self.form()
             if self.path != "/token":
-                return self._send(404, {"error": "not_found"})
+                return self.send_json(404, {"error": "not_found"})
             if form.get("grant_type") != ["client_credentials"]:
-                return self._send(400, {"error": "unsupported_grant_type"})
+                return self.send_json(400, {"error": "unsupported_grant_type"})
             cert_pem = peer_certificate_pem(self)
             if cert_pem is None:
-                return self._send(401, {"error": "invalid_client"})
+                return self.send_json(401, {"error": "invalid_client"})
             scopes = set(form["scope"][0].split()) if "scope" in form else None
             answer = authority.token_for_certificate(
                 cert_pem, scopes, self.headers.get("DPoP"), token_url=base_url + "/token"
             )
             status = 200 if "error" not in answer else 401 if answer["error"] == "invalid_client" else 400
-            self._send(status, answer)
+            self.send_json(status, answer)
 
     return AuthorityHandler

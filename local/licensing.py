@@ -8,13 +8,11 @@ to the caller's DPoP key.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import jwt
 from cryptography import x509
@@ -22,7 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from local.authority import CLIENTS
 from local.pki import IssuerKey
-from local.tls import peer_certificate_pem
+from local.tls import JsonHandler, peer_certificate_pem
 from stellaops_signer.domain.entitlement import poe_digest
 
 ISSUER = "https://licensing.stellaops.local"
@@ -100,40 +98,25 @@ class LocalLicensing:
 
 
 def handler_for(licensing: LocalLicensing) -> type[BaseHTTPRequestHandler]:
-    class LicensingHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed-ACK stalls
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, status: int, body: Mapping[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
+    class LicensingHandler(JsonHandler):
         def do_POST(self) -> None:
-            form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
+            form = self.form()
             if self.path == "/license/introspect":
                 if licensing.introspection_down:
-                    return self._send(503, {"error": "temporarily_unavailable"})
-                return self._send(200, licensing.introspect(form.get("token", [""])[0]))
+                    return self.send_json(503, {"error": "temporarily_unavailable"})
+                return self.send_json(200, licensing.introspect(form.get("token", [""])[0]))
             if self.path != "/license/poe":
-                return self._send(404, {"error": "not_found"})
+                return self.send_json(404, {"error": "not_found"})
             cert_pem = peer_certificate_pem(self)
             if cert_pem is None:
-                return self._send(401, {"error": "invalid_client"})
+                return self.send_json(401, {"error": "invalid_client"})
             cert = x509.load_pem_x509_certificate(cert_pem.encode())
             names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
             client = CLIENTS.get(str(names[0].value) if names else "")
             if client is None or client["tid"] not in LICENCES:
-                return self._send(403, {"error": "no_licence"})
+                return self.send_json(403, {"error": "no_licence"})
             extra = {"cnf": {"jkt": form["cnf_jkt"][0]}} if "cnf_jkt" in form else {}
             poe = licensing.mint(licensing.claims_for(client["tid"], client["inst"], **extra))
-            self._send(200, {"format": "jwt", "value": poe})
+            self.send_json(200, {"format": "jwt", "value": poe})
 
     return LicensingHandler

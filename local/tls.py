@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import ssl
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -54,3 +58,25 @@ class MutualTlsServer(ThreadingHTTPServer):
         thread = threading.Thread(target=self.serve_forever, name=type(self).__name__, daemon=True)
         thread.start()
         return thread
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 handler answering JSON (the Authority's and Licensing's stand-ins)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms delayed-ACK stalls
+
+    def log_message(self, *args: Any) -> None:  # keep the console for the gateway
+        pass
+
+    def send_json(self, status: int, body: Mapping[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def form(self) -> dict[str, list[str]]:
+        return parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0") or 0)).decode())

@@ -58,12 +58,12 @@ def seconds_to_next_day(now: float) -> int:
     return max(1, int((midnight - moment).total_seconds() + 0.999))
 
 
-def rate_limit_headers(plan: Plan, qps_used: int, now: float) -> dict[str, str]:
+def rate_limit_headers(plan: Plan, qps_used: int) -> dict[str, str]:
     """``RateLimit-Limit/Remaining/Reset`` for the QPS window (draft-ietf-httpapi-ratelimit-headers)."""
     return {
         "RateLimit-Limit": str(plan.qps),
         "RateLimit-Remaining": str(max(0, plan.qps - qps_used)),
-        "RateLimit-Reset": str(max(1, int(now) + 1 - int(now))),
+        "RateLimit-Reset": "1",  # the QPS window is one second
     }
 
 

@@ -170,7 +170,7 @@ class SignDsse:
                 "auditId": audit_id,
                 "bundleSha256": bundle_sha256,
             },
-            headers=rate_limit_headers(entitlement.plan, held.qps_used, self._clock.now()),
+            headers=rate_limit_headers(entitlement.plan, held.qps_used),
         )
 
     def _sign(self, statement: Statement) -> Envelope:
