@@ -131,7 +131,42 @@ def floor(
     return per_call_us(bare)
 
 
-def pipeline(binding: str, authority: Any, cert: Any, poe: str) -> dict[str, Any]:
+class LocalKeySigner:
+    """The KMS adapter's contract on a local P-256 key: sign SHA-256(message), verify, return."""
+
+    def __init__(self, real: Any) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self.keyid, self.key_ref, self.public_key_pem = real.keyid, real.key_ref, real.public_key_pem
+
+    def sign(self, message: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+        digest = hashlib.sha256(message).digest()
+        signature: bytes = self._key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        self._key.public_key().verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        return signature
+
+
+def in_memory_adapters() -> None:
+    """Swap every AWS adapter of the warm container for its in-memory fake (no botocore at all)."""
+    from stellaops_signer import wiring
+    from stellaops_signer.adapters.audit import InMemoryAuditLog
+    from stellaops_signer.adapters.quota import InMemoryQuotaStore
+    from stellaops_signer.adapters.replay import InMemoryReplayStore
+
+    container = wiring.container()
+    sign_dsse, authenticator = container.sign_dsse, container.authenticator
+    sign_dsse._signer = LocalKeySigner(container.key_signer)  # type: ignore[attr-defined]
+    sign_dsse._audit = InMemoryAuditLog()  # type: ignore[attr-defined]
+    sign_dsse._quotas = InMemoryQuotaStore(container.clock)  # type: ignore[attr-defined]
+    authenticator._replay = InMemoryReplayStore()  # type: ignore[attr-defined]
+
+
+def pipeline(binding: str, authority: Any, cert: Any, poe: str, fakes: bool = False) -> dict[str, Any]:
     from local.dpop import DpopKey
     from local.gateway import LambdaContext, load_handler
     from stellaops_signer import wiring
@@ -180,6 +215,10 @@ def pipeline(binding: str, authority: Any, cert: Any, poe: str) -> dict[str, Any
 
     for _ in range(5):  # warm: containers, clients, JWKS, nonce key, KMS public key, a nonce
         one()
+    if fakes:
+        in_memory_adapters()
+        for _ in range(5):
+            one()
     calls: list[str] = []
     inside = [0.0, 0.0]  # total seconds inside AWS calls, start of the current one
 
@@ -250,7 +289,7 @@ def main() -> None:
     )
     os.environ["SIGNER_REGISTRY_INSECURE_LOOPBACK"] = "true"
     print(f"rounds: {ROUNDS} (medians per request)")
-    for binding in ("dpop", "mtls"):
+    for binding, fakes in (("dpop", False), ("mtls", False), ("dpop", True)):
         # Metrics stay on (their cost is real); the EMF lines they print go nowhere.
         with mock_aws(), contextlib.redirect_stdout(io.StringIO()):
             provisioner = Provisioner(
@@ -269,8 +308,10 @@ def main() -> None:
             }
             os.environ["SIGNER_PLANS"] = json.dumps({"bench": limits})
             wiring.reset()
-            run = pipeline(binding, authority, cert, poe)
+            run = pipeline(binding, authority, cert, poe, fakes)
         bare = floor(binding, run["token"], authority, run["proof"], run["key"], cert.pem(), run["body"])
+        if fakes:
+            binding = "dpop, in-memory adapters (no botocore, no moto)"
         print(
             f"\n[{binding}] pipeline (authorizer + sign_dsse handlers, warm, moto in process): "
             f"{run['total'] / 1000:.2f} ms"

@@ -161,3 +161,72 @@ def _retry(seconds: int, limit: int) -> dict[str, str]:
         "RateLimit-Remaining": "0",
         "RateLimit-Reset": str(seconds),
     }
+
+
+class InMemoryQuotaStore:
+    """A fake with the same contract (thread-safe): counters and leases in dictionaries."""
+
+    def __init__(self, clock: Clock) -> None:
+        import threading
+
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+        self.leases: dict[str, tuple[str, float]] = {}
+
+    def reserve(self, license_id: str, plan: Plan) -> Reservation:
+        now = self._clock.now()
+        second, day = int(now), utc_day(now)
+        qps_key, day_key = f"qps#{license_id}#{second}", f"day#{license_id}#{day}"
+        with self._lock:
+            if self.counts.get(qps_key, 0) >= plan.qps:
+                raise PlanThrottled("the plan's requests per second are used up", headers=_retry(1, plan.qps))
+            if self.counts.get(day_key, 0) >= plan.dailySignatures:
+                reset = seconds_to_next_day(now)
+                headers = _retry(reset, plan.dailySignatures)
+                raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
+            slot = next(
+                (
+                    slot
+                    for slot in range(plan.concurrency)
+                    if self.leases.get(f"{license_id}#{slot}", ("", 0.0))[1] <= int(now)
+                ),
+                None,
+            )
+            if slot is None:
+                headers = _retry(1, plan.concurrency)
+                raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
+            lease_id = str(uuid.uuid4())
+            self.leases[f"{license_id}#{slot}"] = (lease_id, int(now) + LEASE_SECONDS)
+            self.counts[qps_key] = self.counts.get(qps_key, 0) + 1
+            self.counts[day_key] = self.counts.get(day_key, 0) + 1
+            return Reservation(
+                license_id, second, day, slot, lease_id, self.counts[qps_key], self.counts[day_key]
+            )
+
+    def release(self, reservation: Reservation, *, refund: bool) -> None:
+        with self._lock:
+            key = f"{reservation.license_id}#{reservation.lease_slot}"
+            if self.leases.get(key, ("", 0.0))[0] == reservation.lease_id:
+                del self.leases[key]
+            if refund:
+                for counter in (
+                    f"qps#{reservation.license_id}#{reservation.second}",
+                    f"day#{reservation.license_id}#{reservation.day}",
+                ):
+                    if self.counts.get(counter, 0) > 0:
+                        self.counts[counter] -= 1
+
+    def usage(self, license_id: str, plan: Plan) -> dict[str, int]:
+        now = self._clock.now()
+        with self._lock:
+            in_flight = sum(
+                1
+                for slot in range(plan.concurrency)
+                if self.leases.get(f"{license_id}#{slot}", ("", 0.0))[1] > now
+            )
+            return {
+                "qps": self.counts.get(f"qps#{license_id}#{int(now)}", 0),
+                "daily": self.counts.get(f"day#{license_id}#{utc_day(now)}", 0),
+                "inFlight": in_flight,
+            }

@@ -1,0 +1,78 @@
+"""The QuotaStore contract, run against the DynamoDB adapter (moto) and the in-memory fake alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stellaops_signer.adapters.clock import FixedClock
+from stellaops_signer.adapters.quota import DynamoDbQuotaStore, InMemoryQuotaStore
+from stellaops_signer.domain.errors import PlanThrottled, QuotaExhausted
+from stellaops_signer.domain.quota import LEASE_SECONDS, Plan
+
+NOW = 1_800_000_000.25
+PLAN = Plan(qps=2, concurrency=2, maxArtifactBytes=1024, dailySignatures=3)
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def store(request: pytest.FixtureRequest) -> tuple[Any, FixedClock]:
+    clock = FixedClock(NOW)
+    if request.param == "memory":
+        return InMemoryQuotaStore(clock), clock
+    aws = request.getfixturevalue("aws")
+    return DynamoDbQuotaStore(aws.client("dynamodb"), aws.environment["SIGNER_QUOTA_TABLE"], clock), clock
+
+
+def test_a_reservation_counts_one_of_each_and_release_frees_the_lease(store: Any) -> None:
+    quotas, _ = store
+    reservation = quotas.reserve("LIC-1", PLAN)
+    assert (reservation.qps_used, reservation.daily_used) == (1, 1)
+    assert quotas.usage("LIC-1", PLAN) == {"qps": 1, "daily": 1, "inFlight": 1}
+    quotas.release(reservation, refund=False)
+    assert quotas.usage("LIC-1", PLAN) == {"qps": 1, "daily": 1, "inFlight": 0}
+
+
+def test_a_refund_gives_back_the_units(store: Any) -> None:
+    quotas, _ = store
+    quotas.release(quotas.reserve("LIC-1", PLAN), refund=True)
+    assert quotas.usage("LIC-1", PLAN) == {"qps": 0, "daily": 0, "inFlight": 0}
+
+
+def test_the_qps_window_refuses_then_reopens_the_next_second(store: Any) -> None:
+    quotas, clock = store
+    for _ in range(2):
+        quotas.release(quotas.reserve("LIC-1", PLAN), refund=False)
+    with pytest.raises(PlanThrottled) as refused:
+        quotas.reserve("LIC-1", PLAN)
+    assert refused.value.headers["Retry-After"] == "1" and refused.value.headers["RateLimit-Remaining"] == "0"
+    clock.advance(1)
+    assert quotas.reserve("LIC-1", PLAN).qps_used == 1
+
+
+def test_the_daily_cap_refuses_until_midnight(store: Any) -> None:
+    quotas, clock = store
+    for _ in range(3):
+        quotas.release(quotas.reserve("LIC-1", PLAN), refund=False)
+        clock.advance(1)
+    with pytest.raises(QuotaExhausted) as refused:
+        quotas.reserve("LIC-1", PLAN)
+    assert int(refused.value.headers["Retry-After"]) == 86400 - int(clock.now()) % 86400
+
+
+def test_leases_cap_concurrency_and_expire_by_themselves(store: Any) -> None:
+    quotas, clock = store
+    quotas.reserve("LIC-1", PLAN)
+    clock.advance(1)
+    quotas.reserve("LIC-1", PLAN)
+    clock.advance(1)
+    with pytest.raises(PlanThrottled):
+        quotas.reserve("LIC-1", PLAN)
+    clock.advance(LEASE_SECONDS)
+    assert quotas.reserve("LIC-1", PLAN).lease_slot in (0, 1)
+
+
+def test_licences_do_not_share_quotas(store: Any) -> None:
+    quotas, _ = store
+    quotas.reserve("LIC-1", PLAN)
+    assert quotas.usage("LIC-2", PLAN) == {"qps": 0, "daily": 0, "inFlight": 0}
