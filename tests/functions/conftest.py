@@ -104,3 +104,23 @@ def response_headers(answer: dict[str, Any]) -> dict[str, str]:
     for name, values in (answer.get("multiValueHeaders") or {}).items():
         headers[name.lower()] = ", ".join(str(v) for v in values)
     return headers
+
+
+def verify_dsse(bundle: dict[str, Any]) -> dict[str, Any]:
+    """Verify the envelope with ``cryptography`` against the bundle's key; the Statement it signs."""
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    envelope = bundle["dsse"]
+    payload = base64.b64decode(envelope["payload"])
+    payload_type = envelope["payloadType"].encode()
+    pae = b"DSSEv1 %d %b %d %b" % (len(payload_type), payload_type, len(payload), payload)
+    key = load_pem_public_key(bundle["signingIdentity"]["publicKeyPem"].encode())
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    key.verify(base64.b64decode(envelope["signatures"][0]["sig"]), pae, ec.ECDSA(hashes.SHA256()))
+    statement: dict[str, Any] = json.loads(payload)
+    return statement

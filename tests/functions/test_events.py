@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from stellaops_signer.domain.binding import certificate_thumbprint
 from stellaops_signer.domain.errors import InvalidToken
 from tests.conftest import ROOT, load_event
-from tests.functions.conftest import response_headers
+from tests.functions.conftest import response_headers, verify_dsse
 
 EVENT_FILES = sorted(str(p.relative_to(ROOT / "events")) for p in (ROOT / "events").rglob("*.json"))
 
@@ -34,16 +30,6 @@ def _fresh_token_for_event(authority: Any, event: dict[str, Any]) -> str:
     ]["clientCertPem"]
     claims = authority.claims_for("scanner-1", cnf={"x5t#S256": certificate_thumbprint(cert_pem)})
     return authority.mint(claims)
-
-
-def _verify_dsse(bundle: dict[str, Any]) -> None:
-    envelope = bundle["dsse"]
-    payload = base64.b64decode(envelope["payload"])
-    ptype = envelope["payloadType"].encode()
-    pae = b"DSSEv1 %d %b %d %b" % (len(ptype), ptype, len(payload), payload)
-    key = load_pem_public_key(bundle["signingIdentity"]["publicKeyPem"].encode())
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    key.verify(base64.b64decode(envelope["signatures"][0]["sig"]), pae, ec.ECDSA(hashes.SHA256()))
 
 
 @pytest.mark.parametrize("name", EVENT_FILES)
@@ -76,7 +62,7 @@ def test_handler_answers_its_event_file(name: str, aws: Any, handlers: Any, auth
                 "released": True
             }
         else:
-            _verify_dsse(answer["bundle"])
+            verify_dsse(answer["bundle"])
         return
     answer = handlers[function](event)
     body = json.loads(answer["body"])
@@ -92,4 +78,4 @@ def test_handler_answers_its_event_file(name: str, aws: Any, handlers: Any, auth
         assert answer["statusCode"] == 200 and body["keys"][0]["jwk"]["crv"] == "P-256"
     else:
         assert answer["statusCode"] == 200, body
-        _verify_dsse(body["bundle"])
+        verify_dsse(body["bundle"])

@@ -10,7 +10,6 @@ so that the ASL's ``Retry``/``Catch`` match the error codes in PascalCase.
 
 from __future__ import annotations
 
-import base64
 import copy
 import hashlib
 import io
@@ -27,9 +26,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import default_user_config
 
@@ -41,7 +37,7 @@ from local.release import HttpPusher, publish_scanner_image
 from local.scanner_release import REPOSITORY
 from stellaops_signer import wiring
 from tests.conftest import ROOT, Aws, Release, load_event, poe_for
-from tests.functions.conftest import FUNCTIONS, Handler, token_for
+from tests.functions.conftest import FUNCTIONS, Handler, token_for, verify_dsse
 
 ASL = ROOT / "statemachines" / "signing_pipeline.asl.json"
 STATELINT = Path(sys.executable).with_name("statelint")  # installed beside this interpreter
@@ -193,19 +189,6 @@ def _usage() -> dict[str, int]:
     return container.quotas.usage(LICENCE, container.settings.plans["pro"])
 
 
-def _verify_dsse(bundle: dict[str, Any]) -> dict[str, Any]:
-    """Verify the envelope with ``cryptography`` against the bundle's key; the Statement it signs."""
-    envelope = bundle["dsse"]
-    payload = base64.b64decode(envelope["payload"])
-    payload_type = envelope["payloadType"].encode()
-    pae = b"DSSEv1 %d %b %d %b" % (len(payload_type), payload_type, len(payload), payload)
-    key = load_pem_public_key(bundle["signingIdentity"]["publicKeyPem"].encode())
-    assert isinstance(key, ec.EllipticCurvePublicKey)
-    key.verify(base64.b64decode(envelope["signatures"][0]["sig"]), pae, ec.ECDSA(hashes.SHA256()))
-    statement: dict[str, Any] = json.loads(payload)
-    return statement
-
-
 def _error(execution: dict[str, Any]) -> tuple[str, str]:
     assert execution["status"] == "FAILED", execution
     return execution.get("error", ""), execution.get("cause", "")
@@ -226,7 +209,7 @@ def test_valid_input_succeeds_with_a_dsse_bundle_that_verifies(
     assert execution["status"] == "SUCCEEDED", execution
     output = json.loads(execution["output"])
     assert set(output) == {"bundle", "policy", "auditId", "bundleSha256"}
-    statement = _verify_dsse(output["bundle"])
+    statement = verify_dsse(output["bundle"])
     assert statement["predicateType"] == SIGN_BODY["predicateType"]
     assert statement["subject"] == SIGN_BODY["subject"]
     assert output["bundle"]["mode"] == "kms"
@@ -346,4 +329,4 @@ def test_a_result_larger_than_200_kib_is_carried_as_an_s3_reference(
     bucket, key = reference["s3Uri"].removeprefix("s3://").split("/", 1)
     stored = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     assert (hashlib.sha256(stored).hexdigest(), len(stored)) == (reference["sha256"], reference["size"])
-    _verify_dsse(json.loads(stored)["bundle"])
+    verify_dsse(json.loads(stored)["bundle"])
