@@ -393,3 +393,21 @@ def test_pipeline_failure_is_given_back_once_by_its_release_step(
         )
     handlers["check_quota"]({"action": "release", "reservation": reserved})
     assert _usage(_pro()) == {"qps": 1, "daily": 1, "inFlight": 1}
+
+
+def test_an_unexpected_failure_after_reserving_still_gives_the_units_back(
+    aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stellaops_signer.usecases import sign_dsse
+
+    plan = _plan(monkeypatch, dailySignatures=5)
+    poe = poe_for(licensing, plan="tiny")
+
+    def a_bug(*_: Any) -> bytes:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(sign_dsse, "pae", a_bug)
+    answer = handlers["sign_dsse"](sign_event(_body(poe)))
+    assert answer["statusCode"] == 500
+    assert _usage(plan) == {"qps": 0, "daily": 0, "inFlight": 0}
+    assert [r["error_code"] for r in aws.audit_records()] == ["internal_error"]

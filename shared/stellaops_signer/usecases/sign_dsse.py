@@ -15,7 +15,13 @@ from stellaops_signer.domain.authorization import SIGN_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae
 from stellaops_signer.domain.entitlement import Entitlement, poe_digest
-from stellaops_signer.domain.errors import ArtifactTooLarge, InvalidRequest, ReleaseUntrusted, SignerError
+from stellaops_signer.domain.errors import (
+    ArtifactTooLarge,
+    InternalError,
+    InvalidRequest,
+    ReleaseUntrusted,
+    SignerError,
+)
 from stellaops_signer.domain.jcs import canonicalize
 from stellaops_signer.domain.predicates import PredicateCatalogue
 from stellaops_signer.domain.quota import Reservation, policy_block, rate_limit_headers
@@ -155,10 +161,11 @@ class SignDsse:
                     bundle_sha256=bundle_sha256,
                 )
             )
-        except SignerError as error:
+        except Exception as error:  # whatever failed, the units go back and the refusal is audited
             if held is not None and reservation is None:  # a pipeline's own compensation releases its
                 self._quotas.release(held, refund=True)
-            self._record_denial(audit_id, principal, parsed, meta, error, entitlement)
+            refusal = error if isinstance(error, SignerError) else InternalError("unexpected error")
+            self._record_denial(audit_id, principal, parsed, meta, refusal, entitlement)
             raise
         self._quotas.release(held, refund=False)
         count("SigningLatency", (time.perf_counter() - meta.started) * 1000, MetricUnit.Milliseconds)
