@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from stellaops_signer.domain.audit import AuditRecord, iso_time
 from stellaops_signer.domain.authorization import SIGN_SCOPE, VERIFY_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
-from stellaops_signer.domain.errors import InvalidRequest, ReleaseUntrusted, SignerError
+from stellaops_signer.domain.errors import InternalError, InvalidRequest, ReleaseUntrusted, SignerError
 from stellaops_signer.domain.release import ReleaseVerdict, TrustedKey, evaluate, trust_configuration_hash
 from stellaops_signer.observability import count, logger
 from stellaops_signer.ports import AuditLog, Cache, Clock, SignatureSource
@@ -122,8 +122,8 @@ class ReleaseQuery:
                 raise InvalidRequest("digest must be sha256:<64 lowercase hex>")
             verdict = self._verifier.verify(digest, repository)
             return verdict
-        except SignerError as refused:
-            error = refused
+        except Exception as refused:
+            error = refused if isinstance(refused, SignerError) else InternalError("unexpected error")
             raise
         finally:
             self._record(principal, digest, meta, verdict, error)
