@@ -15,7 +15,7 @@ from typing import Any
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.errors import EntitlementDenied, TenantMismatch
 from stellaops_signer.domain.quota import Plan
-from stellaops_signer.domain.tokens import KeySet, check_time_claims, verify_jws
+from stellaops_signer.domain.tokens import CompactJws, KeySet, check_time_claims, verify_jws
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +42,18 @@ def poe_digest(poe: str) -> str:
 
 
 def verify_poe(
-    poe: str, keys: KeySet, *, issuer: str, now: float, principal: Principal, plans: Mapping[str, Plan]
+    poe: str,
+    keys: KeySet,
+    *,
+    issuer: str,
+    now: float,
+    principal: Principal,
+    plans: Mapping[str, Plan],
+    parsed: CompactJws | None = None,
 ) -> Entitlement:
-    """Verify a PoE JWT for ``principal``; raises EntitlementDenied (or TenantMismatch)."""
-    _, claims = verify_jws(poe, keys, error=EntitlementDenied)
+    """Verify a PoE JWT for ``principal`` (``parsed``: its JWS, if already split); raises
+    EntitlementDenied (or TenantMismatch)."""
+    _, claims = verify_jws(parsed or poe, keys, error=EntitlementDenied)
     if claims.get("iss") != issuer:
         raise EntitlementDenied("the PoE was issued by another issuer")
     _, exp = check_time_claims(claims, now, max_lifetime=None, error=EntitlementDenied)

@@ -51,7 +51,7 @@ class EntitlementChecker:
             raise EntitlementUnavailable("the Licensing keys are unavailable") from exc
         now = self._clock.now()
         entitlement = verify_poe(
-            poe, keys, issuer=self._issuer, now=now, principal=principal, plans=self._plans
+            poe, keys, issuer=self._issuer, now=now, principal=principal, plans=self._plans, parsed=jws
         )
         if self._introspect is not None and not self._active(poe, entitlement, now):
             raise EntitlementDenied("the licence is revoked or inactive")

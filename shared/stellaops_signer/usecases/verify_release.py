@@ -46,6 +46,7 @@ class ReleaseVerifier:
         self._registry = registry
         self._keys = tuple(keys)
         self._repositories = tuple(scanner_repositories)
+        self._default_trust = trust_configuration_hash(self._keys, self._repositories)
         self._allow = frozenset(allow_list)
         self._cache = cache
         self._clock = clock
@@ -63,7 +64,10 @@ class ReleaseVerifier:
         when a registry cannot answer; an untrusted verdict is returned, not raised.
         """
         repositories = self._repositories if repository is None else (self._allowed(repository),)
-        key = f"release#{digest}#{trust_configuration_hash(self._keys, repositories)}"
+        trust = (
+            self._default_trust if repository is None else trust_configuration_hash(self._keys, repositories)
+        )
+        key = f"release#{digest}#{trust}"
         with self._lock:
             local = self._local.get(key)
         if local and local[0] > self._clock.now():
