@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from local.authority import CLIENTS
 from local.pki import IssuerKey
 from local.tls import JsonHandler, peer_certificate_pem
-from stellaops_signer.domain.entitlement import poe_digest
+from stellaops_signer.domain.entitlement import poe_identity_of
 
 ISSUER = "https://licensing.stellaops.local"
 POE_LIFETIME = 3600
@@ -48,7 +48,8 @@ class LocalLicensing:
         self.issuer = issuer
         issuer_key = IssuerKey(key_path)
         self.key, self.kid, self.jwks = issuer_key.key, issuer_key.kid, issuer_key.jwks
-        #: SHA-256 of revoked PoEs; ``introspection_down`` makes /license/introspect answer 503.
+        #: Identities (spec §5.1) of revoked PoEs;
+        #: ``introspection_down`` makes /license/introspect answer 503.
         self.revoked: set[str] = set()
         self.introspection_down = False
 
@@ -88,7 +89,7 @@ class LocalLicensing:
             )
         except jwt.PyJWTError:
             return {"active": False}
-        revoked = poe_digest(poe) in self.revoked
+        revoked = poe_identity_of(poe) in self.revoked
         return {
             "active": not revoked,
             "revoked": revoked,

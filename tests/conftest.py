@@ -36,7 +36,7 @@ os.environ.update(
 os.environ.pop("AWS_PROFILE", None)
 
 
-pytest_plugins = ["tests.registry_fixtures", "tests.moto_server"]
+pytest_plugins = ["tests.registry_fixtures", "tests.moto_server", "tests.http_double"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,26 @@ def aws(
         wiring.reset()
         yield Aws(session, physical, environment)
     wiring.reset()
+
+
+def poe_identity(poe: str) -> str:
+    """A PoE's identity (spec §5.1), computed independently of the Signer: ``rfc8785`` over its decoded
+    protected header and claims; for text that is no JWS of two JSON objects, the SHA-256 of the text."""
+    import base64
+    import hashlib
+
+    import rfc8785
+
+    try:
+        header_b64, claims_b64, _ = poe.split(".")
+        header, claims = (
+            json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in (header_b64, claims_b64)
+        )
+        if isinstance(header, dict) and isinstance(claims, dict):
+            return hashlib.sha256(rfc8785.dumps({"header": header, "claims": claims})).hexdigest()
+    except ValueError:
+        pass
+    return hashlib.sha256(poe.encode()).hexdigest()
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 the CheckQuota and ReleaseQuota steps of SigningPipeline.
 
 Direct input ``{"action": "reserve", "opToken": str, "poe": {"format": "jwt", "value": str},
-"artifactBytes": int}`` → ``{"reservation": {...}, "plan": str}``; ``{"action": "release",
-"reservation": {...}}`` → ``{"released": true}`` (the reservation is given back, refunded).
+"artifactBytes": int}`` → ``{"reservation": {...sealed...}, "plan": str}``; ``{"action": "release",
+"opToken": str, "reservation": {...sealed...}}`` → ``{"released": bool}`` (true when this call gave
+the units back; a reservation is given back once, and never after its signing succeeded).
 Failures raise the errors named after the spec's codes (``PlanThrottled``, ``QuotaExhausted``…).
 """
 
@@ -20,7 +21,7 @@ POE_HEADER = "X-StellaOps-PoE"
 
 def quota(request: http.ApiRequest) -> http.Answer:
     body = container().quota_desk.status(
-        http.principal_from_context(request.authorizer),
+        request.caller,
         request.header(POE_HEADER),
         RequestMeta(
             correlation_id=request.correlation_id,
@@ -38,18 +39,15 @@ ROUTES = {("GET", http.QUOTA_PATH): quota}
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
-        return http.serve(event, ROUTES, context)
-    desk = container().quota_desk
-    if event.get("action") == "release":
-        reservation = http.reservation_from(event.get("reservation"))
-        if reservation is None:
-            raise InvalidRequest("release needs the reservation")
-        return desk.release(reservation, refund=True)
-    if event.get("action") != "reserve":
+        return http.serve(event, ROUTES, container, context)
+    signer = container()
+    action = event.get("action")
+    if action not in ("reserve", "release"):
         raise InvalidRequest("action must be reserve or release")
-    principal = container().tokens.authenticate_iam(event.get("opToken"))
-    poe = (event.get("poe") or {}).get("value")
-    artifact_bytes = event.get("artifactBytes")
-    if type(artifact_bytes) is not int or artifact_bytes < 0:
-        raise InvalidRequest("artifactBytes must be a non-negative integer")
-    return desk.reserve(principal, poe, artifact_bytes)
+    principal = signer.tokens.authenticate_iam(event.get("opToken"))
+    if action == "release":
+        return signer.quota_desk.release(principal, event.get("reservation"))
+    poe = event.get("poe")
+    return signer.quota_desk.reserve(
+        principal, poe.get("value") if isinstance(poe, dict) else None, event.get("artifactBytes")
+    )

@@ -1,6 +1,6 @@
 """sign_dsse: ``POST /api/v1/signer/sign/dsse`` and ``GET /api/v1/signer/keys``; last step of SigningPipeline.
 
-Direct input ``{"opToken": str, "request": {...the §3.2 body...}, "reservation"?: {...from
+Direct input ``{"opToken": str, "request": {...the §3.2 body...}, "reservation"?: {...sealed, from
 check_quota...}, "idempotencyKey"?: str}``
 → the §3.2 200 body, or ``{"result": {"s3Uri", "sha256", "size"}}`` when it is larger than
 200 KiB; failures raise the error named after the spec's code (e.g. ``InvalidRequest``).
@@ -18,7 +18,7 @@ from stellaops_signer.wiring import container
 
 def sign(request: http.ApiRequest) -> http.Answer:
     result = container().sign_dsse(
-        http.principal_from_context(request.authorizer),
+        request.caller,
         lambda: SignRequest.parse(request.body),
         RequestMeta(
             correlation_id=request.correlation_id,
@@ -34,7 +34,6 @@ def sign(request: http.ApiRequest) -> http.Answer:
 
 
 def keys(request: http.ApiRequest) -> http.Answer:
-    http.principal_from_context(request.authorizer)
     signer = container()
     return http.Answer(keys_document(signer.key_signer, signer.release_verifier.trusted_keys))
 
@@ -46,7 +45,7 @@ ROUTES = {("POST", http.SIGN_PATH): sign, ("GET", http.KEYS_PATH): keys}
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
-        return http.serve(event, ROUTES, context)
+        return http.serve(event, ROUTES, container, context)
     signer = container()
     principal = signer.tokens.authenticate_iam(event.get("opToken"))
     result = signer.sign_dsse(
@@ -58,8 +57,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             idempotency_key=event.get("idempotencyKey"),
             body_bytes=len(body := json.dumps(event.get("request"), separators=(",", ":")).encode()),
             body_sha256=http.body_digest(body) if event.get("idempotencyKey") else "",
+            carrier_limit=None,  # results over 200 KiB travel by reference (spec §6)
             lambda_context=context,
         ),
-        http.reservation_from(event.get("reservation")),
+        event.get("reservation"),
     )
     return signer.pipeline_result(result.body)

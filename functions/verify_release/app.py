@@ -16,7 +16,7 @@ from stellaops_signer.wiring import container
 
 def referrers(request: http.ApiRequest) -> http.Answer:
     verdict = container().release_query(
-        http.principal_from_context(request.authorizer),
+        request.caller,
         request.query.get("digest"),
         request.query.get("repository"),
         RequestMeta(
@@ -35,7 +35,7 @@ ROUTES = {("GET", http.VERIFY_PATH): referrers}
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
-        return http.serve(event, ROUTES, context)
+        return http.serve(event, ROUTES, container, context)
     signer = container()
     verdict = signer.release_query(
         signer.tokens.authenticate_iam(event.get("opToken")),

@@ -47,6 +47,9 @@ ENVIRONMENT = {
     "nonce_secret_arn": "SIGNER_NONCE_SECRET_ARN",
     "payload_bucket": "SIGNER_PAYLOAD_BUCKET",
     "registry_credentials_secret_arn": "SIGNER_REGISTRY_CREDENTIALS_SECRET_ARN",
+    "registry_ca_bundle": "SIGNER_REGISTRY_CA_BUNDLE",
+    "max_attestation_bytes": "SIGNER_MAX_ATTESTATION_BYTES",
+    "reservation_secret_arn": "SIGNER_RESERVATION_SECRET_ARN",
     # Not a template parameter: plain HTTP to loopback registries, for the tests and make run only.
     "registry_insecure_loopback": "SIGNER_REGISTRY_INSECURE_LOOPBACK",
 }
@@ -57,6 +60,7 @@ _BOUNDED = {
     "dpop_nonce_ttl_seconds": (1, 3600),
     "poe_cache_ttl_seconds": (0, 86400),
     "audit_retention_days": (1, 36500),
+    "max_attestation_bytes": (0, 10 * 1024 * 1024),
 }
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SIGNING_MODES = ("kms", "keyless")
@@ -99,6 +103,10 @@ class Settings:
     nonce_secret_arn: str = ""
     payload_bucket: str = ""
     registry_credentials_secret_arn: str = ""
+    registry_ca_bundle: str = ""
+    #: 0: only the carrier's limit (spec §3.2).
+    max_attestation_bytes: int = 0
+    reservation_secret_arn: str = ""
     registry_insecure_loopback: bool = False
 
     @classmethod

@@ -8,24 +8,23 @@ context, the correlation id and the RFC 7807 body.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.errors import (
     AuthenticationError,
     InternalError,
-    InvalidRequest,
     InvalidToken,
     NotFound,
     SignerError,
 )
-from stellaops_signer.domain.quota import Reservation
 from stellaops_signer.observability import count_outcome, logger
 
 SIGN_PATH = "/api/v1/signer/sign/dsse"
@@ -106,7 +105,11 @@ class ApiRequest:
     body: bytes | None
     authorizer: Mapping[str, Any]
     correlation_id: str
+    #: The mTLS client certificate API Gateway passes on (``requestContext.identity.clientCert``).
+    client_cert_pem: str | None = None
     lambda_context: Any = None
+    #: Who calls: the authorizer's principal, once ``serve`` has confirmed it against the token.
+    principal: Principal | None = None
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], lambda_context: Any = None) -> ApiRequest:
@@ -116,6 +119,7 @@ class ApiRequest:
         if raw is not None:
             body = base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode("utf-8")
         context = event.get("requestContext") or {}
+        certificate = ((context.get("identity") or {}).get("clientCert") or {}).get("clientCertPem")
         return cls(
             method=str(event.get("httpMethod", "")),
             resource=str(event.get("resource") or context.get("resourcePath") or ""),
@@ -124,11 +128,19 @@ class ApiRequest:
             body=body,
             authorizer=context.get("authorizer") or {},
             correlation_id=correlation_id(headers),
+            client_cert_pem=certificate if isinstance(certificate, str) else None,
             lambda_context=lambda_context,
         )
 
     def header(self, name: str) -> str | None:
         return header(self.headers, name)
+
+    @property
+    def caller(self) -> Principal:
+        """The confirmed principal (``serve`` sets it before any route runs)."""
+        if self.principal is None:
+            raise InvalidToken("the request was not authenticated")
+        return self.principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,11 +163,24 @@ def proxy_answer(status: int, headers: Mapping[str, str], body: Mapping[str, Any
     }
 
 
+class Gate(Protocol):
+    """Who may pass from a proxy event to a route (the composition root implements it)."""
+
+    def confirm_caller(self, claimed: Principal, request: ApiRequest) -> Principal:
+        """``claimed`` if the event's token proves it; else audit the refusal and raise InvalidToken."""
+        ...
+
+
 def serve(
-    event: Mapping[str, Any], routes: Mapping[tuple[str, str], Route], lambda_context: Any = None
+    event: Mapping[str, Any],
+    routes: Mapping[tuple[str, str], Route],
+    gate: Callable[[], Gate],
+    lambda_context: Any = None,
 ) -> dict[str, Any]:
-    """Dispatch a REST proxy event to its route; every answer is JSON or problem+json and carries
-    the correlation id. Unknown errors become a generic 500 with the stack in the log only."""
+    """Dispatch a REST proxy event to its route once its caller is confirmed: the authorizer's
+    context and a valid token for the same principal (spec §6). Every answer is JSON or
+    problem+json and carries the correlation id. Unknown errors become a generic 500 with the
+    stack in the log only."""
     request = ApiRequest.from_event(event, lambda_context)
     correlation = request.correlation_id
     logger.set_correlation_id(correlation)
@@ -163,7 +188,8 @@ def serve(
         route = routes.get((request.method, request.resource))
         if route is None:
             raise NotFound("no such route")
-        answer = route(request)
+        principal = gate().confirm_caller(principal_from_context(request.authorizer), request)
+        answer = route(dataclasses.replace(request, principal=principal))
     except SignerError as error:
         logger.info("request refused", extra={"code": error.code, "status": error.status})
         count_outcome(error.code)
@@ -255,7 +281,7 @@ def authorizer_answer(
     problem the gateway response renders as a 401 (template.yaml ``GatewayResponses``).
     Both carry a fresh DPoP nonce for the answer's ``DPoP-Nonce`` header.
 
-    ``record_denial(error, facts, correlation)`` audits a refusal. Unexpected errors
+    ``record_denial(error, method, path, correlation)`` audits a refusal. Unexpected errors
     propagate: API Gateway then answers 500 (fail closed).
     """
     from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
@@ -282,7 +308,7 @@ def authorizer_answer(
     except AuthenticationError as error:
         logger.info("authentication refused", extra={"code": error.code, "path": facts.path})
         count_outcome(error.code)
-        record_denial(error, facts, correlation)
+        record_denial(error, facts.method, facts.path, correlation)
         error.headers.setdefault("DPoP-Nonce", authenticator.fresh_nonce())
         answer = APIGatewayAuthorizerResponse.from_route_arn(
             request.method_arn, "anonymous", context=denial_context(error, correlation)
@@ -297,16 +323,6 @@ def authorizer_answer(
     arn = request.parsed_arn
     answer.allow_route(arn.http_method or "*", arn.resource)
     return answer.asdict()
-
-
-def reservation_from(data: Any) -> Reservation | None:
-    """A quota reservation handed on by a pipeline step (check_quota's direct answer)."""
-    if data is None:
-        return None
-    try:
-        return Reservation(**data)
-    except TypeError:
-        raise InvalidRequest("reservation is malformed") from None
 
 
 def body_digest(body: bytes | None) -> str:

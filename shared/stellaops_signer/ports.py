@@ -74,16 +74,33 @@ class QuotaStore(Protocol):
         """Raises PlanThrottled or QuotaExhausted (with Retry-After), SigningUnavailable."""
         ...
 
-    def release(self, reservation: Reservation, *, refund: bool) -> None: ...
+    def claim(self, reservation: Reservation) -> None:
+        """Use a reservation handed in by a pipeline step for one signing; raises InvalidRequest if it
+        was used, given back or has lapsed (and SigningUnavailable)."""
+        ...
+
+    def release(self, reservation: Reservation, *, refund: bool) -> bool:
+        """Close the reservation (with ``refund``, give its units back); only the first call changes
+        anything. True when this call closed it."""
+        ...
 
     def usage(self, license_id: str, plan: Plan) -> dict[str, int]: ...
 
 
 class Idempotency(Protocol):
     def run(
-        self, key: str, body_sha256: str, compute: Callable[[], dict[str, Any]], lambda_context: Any = None
-    ) -> dict[str, Any]:
-        """The first answer for ``key``; raises IdempotencyConflict for another body or a running first."""
+        self,
+        scope: str,
+        key: str,
+        body_sha256: str,
+        compute: Callable[[], dict[str, Any]],
+        *,
+        answer_bytes: int,
+        lambda_context: Any = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """(the first answer for ``key`` within ``scope``, whether this is a replay of it); raises
+        IdempotencyConflict for another body or a running first, SigningUnavailable when the store
+        cannot be written (known before ``compute`` runs)."""
         ...
 
 

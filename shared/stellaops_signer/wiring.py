@@ -17,6 +17,9 @@ from stellaops_signer.config import Settings
 
 if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
     from stellaops_signer.adapters.payloads import S3PayloadStore
+    from stellaops_signer.domain.binding import Principal
+    from stellaops_signer.domain.errors import SignerError
+    from stellaops_signer.http import ApiRequest
     from stellaops_signer.ports import AuditLog, Clock, Idempotency, KeySetSource, KeySigner, QuotaStore
     from stellaops_signer.usecases.authenticate import Authenticator, TokenVerifier
     from stellaops_signer.usecases.check_quota import QuotaDesk
@@ -24,7 +27,6 @@ if TYPE_CHECKING:  # the use cases are imported by the functions that use them, 
     from stellaops_signer.usecases.sign_dsse import SignDsse
     from stellaops_signer.usecases.verify_release import ReleaseQuery, ReleaseVerifier
 
-HTTP_TIMEOUT_SECONDS = 3.0
 #: Step Functions caps a state at 256 KiB; larger results travel by reference (spec §6).
 PIPELINE_INLINE_BYTES = 200 * 1024
 
@@ -60,34 +62,24 @@ class Container:
 
     # --- adapters --------------------------------------------------------------------------
 
-    @cached_property
-    def http(self) -> Any:
-        import requests
-
-        session = requests.Session()
-        return session
-
-    def _key_set(self, inline: str, url: str, variable: str) -> KeySetSource:
+    def _key_set(self, inline: str, url: str, variable: str, unavailable: type[SignerError]) -> KeySetSource:
         from stellaops_signer.adapters.jwks import RemoteKeySet, StaticKeySet
 
         if inline:
-            return StaticKeySet(inline)
+            return StaticKeySet(inline, variable)
         if url:
-
-            def fetch(target: str) -> Any:
-                response = self.http.get(target, timeout=HTTP_TIMEOUT_SECONDS)
-                response.raise_for_status()
-                return response.json()
-
-            return RemoteKeySet(url, fetch, self.clock)
+            return RemoteKeySet(url, self.clock, unavailable)
         from stellaops_signer.domain.errors import ConfigurationError
 
         raise ConfigurationError(f"{variable} or its _URL form is required")
 
     @cached_property
     def authority_keys(self) -> KeySetSource:
+        from stellaops_signer.domain.errors import InvalidToken
+
+        settings = self.settings
         return self._key_set(
-            self.settings.authority_jwks, self.settings.authority_jwks_url, "SIGNER_AUTHORITY_JWKS"
+            settings.authority_jwks, settings.authority_jwks_url, "SIGNER_AUTHORITY_JWKS", InvalidToken
         )
 
     @cached_property
@@ -141,8 +133,20 @@ class Container:
             clock=self.clock,
         )
 
-    def record_authentication_denial(self, error: Any, facts: Any, correlation: str) -> None:
-        """Audit an authorizer denial (no principal: only what was refused, where, and why)."""
+    def confirm_caller(self, claimed: Principal, request: ApiRequest) -> Principal:
+        """A proxy event's principal, confirmed against its token (``http.Gate``); a refusal is audited."""
+        from stellaops_signer.domain.errors import InvalidToken
+
+        try:
+            return self.tokens.confirm(claimed, request.header("Authorization"), request.client_cert_pem)
+        except InvalidToken as error:
+            self.record_authentication_denial(error, request.method, request.resource, request.correlation_id)
+            raise
+
+    def record_authentication_denial(
+        self, error: SignerError, method: str, path: str, correlation: str
+    ) -> None:
+        """Audit an authentication denial (no principal: only what was refused, where, and why)."""
         import uuid
 
         from stellaops_signer.domain.audit import AuditRecord, iso_time
@@ -151,7 +155,7 @@ class Container:
         record = AuditRecord(
             audit_id=str(uuid.uuid4()),
             time=iso_time(self.clock.now()),
-            route=f"{facts.method} {facts.path}",
+            route=f"{method} {path}",
             decision="deny",
             correlation_id=correlation,
             latency_ms=0,
@@ -188,6 +192,7 @@ class Container:
             allow_list=settings.registry_allow_list,
             insecure_loopback=settings.registry_insecure_loopback,
             ecr_token=EcrAuthorization(self.client("ecr")) if uses_ecr else None,
+            ca_bundle=registry_ca_file(settings.registry_ca_bundle) if settings.registry_ca_bundle else None,
         )
         return ReleaseVerifier(
             registry=client,
@@ -200,26 +205,26 @@ class Container:
 
     @cached_property
     def licensing_keys(self) -> KeySetSource:
+        from stellaops_signer.domain.errors import EntitlementUnavailable
+
+        settings = self.settings
         return self._key_set(
-            self.settings.licensing_jwks, self.settings.licensing_jwks_url, "SIGNER_LICENSING_JWKS"
+            settings.licensing_jwks,
+            settings.licensing_jwks_url,
+            "SIGNER_LICENSING_JWKS",
+            EntitlementUnavailable,
         )
 
     @cached_property
     def entitlements(self) -> EntitlementChecker:
         from stellaops_signer.adapters.cache import DynamoDbCache
+        from stellaops_signer.adapters.licensing import HttpIntrospection
         from stellaops_signer.usecases.entitlement import EntitlementChecker
 
         settings = self.settings
         settings.require("licensing_issuer", "plans", "cache_table")
-        introspect = None
-        if settings.licensing_introspect_url:
-            url = settings.licensing_introspect_url
-
-            def introspect(poe: str) -> Any:  # RFC 7662 §2.1: form-encoded token
-                answer = self.http.post(url, data={"token": poe}, timeout=HTTP_TIMEOUT_SECONDS)
-                answer.raise_for_status()
-                return answer.json()
-
+        url = settings.licensing_introspect_url
+        introspect = HttpIntrospection(url) if url else None
         return EntitlementChecker(
             keys=self.licensing_keys,
             issuer=settings.licensing_issuer,
@@ -241,7 +246,20 @@ class Container:
     def quota_desk(self) -> QuotaDesk:
         from stellaops_signer.usecases.check_quota import QuotaDesk
 
-        return QuotaDesk(entitlements=self.entitlements, quotas=self.quotas, clock=self.clock)
+        return QuotaDesk(
+            entitlements=self.entitlements,
+            quotas=self.quotas,
+            clock=self.clock,
+            reservation_key=lambda: self.reservation_key,
+        )
+
+    @cached_property
+    def reservation_key(self) -> bytes:
+        """The MAC key of reservations handed between pipeline steps (read on first use)."""
+        from stellaops_signer.adapters.secrets import read_secret
+
+        self.settings.require("reservation_secret_arn")
+        return read_secret(self.client("secretsmanager"), self.settings.reservation_secret_arn)
 
     @cached_property
     def release_query(self) -> ReleaseQuery:
@@ -264,6 +282,8 @@ class Container:
             entitlements=self.entitlements,
             quotas=self.quotas,
             idempotency=lambda: self.idempotency,  # built (and imported) on the first keyed request
+            reservation_key=lambda: self.reservation_key,  # read on the first pipeline reservation
+            max_attestation_bytes=self.settings.max_attestation_bytes,
         )
 
     @cached_property
@@ -283,7 +303,41 @@ class Container:
         from stellaops_signer.adapters.idempotency import PowertoolsIdempotency
 
         self.settings.require("idempotency_table")
-        return PowertoolsIdempotency(self.dynamodb, self.settings.idempotency_table)
+        return PowertoolsIdempotency(self.dynamodb, self.settings.idempotency_table, lambda: self.payloads)
+
+
+def registry_ca_file(pem: str) -> str:
+    """A CA file for registry TLS: the public roots (certifi) plus ``RegistryCaBundle``'s private CAs,
+    written once per container (requests takes a path). Malformed PEM stops the cold start."""
+    import hashlib
+    import tempfile
+    from pathlib import Path
+
+    import certifi
+    from cryptography import x509
+
+    from stellaops_signer.domain.errors import ConfigurationError
+
+    try:
+        certificates = x509.load_pem_x509_certificates(pem.encode("ascii"))
+    except ValueError:
+        raise ConfigurationError("SIGNER_REGISTRY_CA_BUNDLE holds no PEM certificate") from None
+    if not all(_is_ca(c) for c in certificates):
+        raise ConfigurationError("SIGNER_REGISTRY_CA_BUNDLE must hold CA certificates")
+    bundle = Path(certifi.where()).read_text() + "\n" + pem.strip() + "\n"
+    path = Path(tempfile.gettempdir()) / f"registry-ca-{hashlib.sha256(bundle.encode()).hexdigest()[:16]}.pem"
+    if not path.exists():
+        path.write_text(bundle)
+    return str(path)
+
+
+def _is_ca(certificate: Any) -> bool:
+    from cryptography import x509
+
+    try:
+        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
 
 
 @functools.cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +24,7 @@ class RecordingSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         self.sent.append(request)
         answer = requests.Response()
-        answer.status_code, answer._content, answer.url = 404, b"{}", request.url or ""
+        answer.status_code, answer.raw, answer.url = 404, io.BytesIO(b"{}"), request.url or ""
         return answer
 
 

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from stellaops_signer.adapters.kms import KmsKeySigner
 from stellaops_signer.domain.errors import ConfigurationError, SigningUnavailable
-from stellaops_signer.domain.tokens import b64url
+from stellaops_signer.domain.jose import b64url
 
 
 def _verify(signer: KmsKeySigner, message: bytes, signature: bytes) -> None:

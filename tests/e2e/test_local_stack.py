@@ -164,7 +164,7 @@ def test_hs256_token_keyed_with_the_authority_public_key_is_refused(
 
     from cryptography.hazmat.primitives import serialization
 
-    from stellaops_signer.domain.tokens import b64url
+    from stellaops_signer.domain.jose import b64url
 
     secret = stack_authority.key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -25,11 +25,48 @@ Handler = Callable[[dict[str, Any]], Any]
 
 
 @pytest.fixture(scope="session")
-def handlers() -> dict[str, Handler]:
+def raw_handlers() -> dict[str, Handler]:
+    """Each handler invoked with exactly the event it is given (the side doors: direct invocations,
+    proxy-shaped events with hand-written contexts)."""
     loaded = {name: load_handler(f"functions/{name}", name) for name in FUNCTIONS}
     return {
         name: (lambda event, h=h, n=name: h(event, LambdaContext(FUNCTIONS[n]))) for name, h in loaded.items()
     }
+
+
+@pytest.fixture(scope="session")
+def handlers(raw_handlers: dict[str, Handler], authority: LocalAuthority) -> dict[str, Handler]:
+    """Each handler, with proxy events delivered as API Gateway delivers them after its authorizer
+    allowed the request: the Authorization header carries a valid token for the principal in
+    ``requestContext.authorizer`` (minted fresh from that context; the functions verify it)."""
+    return {
+        name: (lambda event, h=h: h(as_authorized(event, authority) if "httpMethod" in event else event))
+        for name, h in raw_handlers.items()
+    }
+
+
+def as_authorized(event: dict[str, Any], authority: LocalAuthority) -> dict[str, Any]:
+    """The proxy event with a fresh token for the principal of its authorizer context (unchanged when
+    the context names no principal, as for a request that never passed the authorizer)."""
+    context = (event.get("requestContext") or {}).get("authorizer") or {}
+    if not context.get("sub") or not context.get("tid") or context.get("binding") not in ("mtls", "dpop"):
+        return event
+    cnf = {"x5t#S256" if context["binding"] == "mtls" else "jkt": context.get("senderKey", "")}
+    claims = authority.claims_for("scanner-1", cnf=cnf)
+    claims.update(
+        sub=context["sub"],
+        client_id=context.get("clientId", ""),
+        tid=context["tid"],
+        inst=context.get("inst", ""),
+        scope=context.get("scope", ""),
+    )
+    scheme = "Bearer" if context["binding"] == "mtls" else "DPoP"
+    event = copy.deepcopy(event)
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "authorization"}
+    headers["Authorization"] = f"{scheme} {authority.mint(claims)}"
+    event["headers"] = headers
+    event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+    return event
 
 
 def token_for(

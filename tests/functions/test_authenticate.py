@@ -159,7 +159,7 @@ def test_hs256_token_keyed_with_the_public_key_is_refused(
     import hmac
     import json
 
-    from stellaops_signer.domain.tokens import b64url
+    from stellaops_signer.domain.jose import b64url
 
     # Built by hand: PyJWT itself refuses to use a PEM public key as an HMAC secret.
     header = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": authority.kid}).encode())
@@ -209,7 +209,7 @@ def test_denial_context_is_safe_for_gateway_templates(
 ) -> None:
     import json
 
-    from stellaops_signer.domain.tokens import b64url
+    from stellaops_signer.domain.jose import b64url
 
     header = b64url(json.dumps({"alg": 'x"}, "status": 200, "a\\\n'}).encode())
     payload = b64url(json.dumps(_claims(authority, client_cert)).encode())

@@ -4,7 +4,6 @@ SHA-256 only, and never echoes the PoE."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -21,7 +20,7 @@ from local.licensing import LocalLicensing, handler_for
 from stellaops_signer import wiring
 from stellaops_signer.adapters.clock import FixedClock
 from stellaops_signer.domain.binding import certificate_thumbprint
-from tests.conftest import load_event, poe_for
+from tests.conftest import load_event, poe_for, poe_identity
 from tests.functions.conftest import response_headers, sign_event
 
 BODY = json.loads(load_event("sign_dsse/sign-dsse.json")["body"])
@@ -31,7 +30,7 @@ HEADERS = {
     k: v for k, v in load_event("sign_dsse/sign-dsse.json")["headers"].items() if k != "Idempotency-Key"
 }
 CALLER_X5T = CONTEXT["senderKey"]  # the thumbprint of the event's client certificate
-CALLER_JKT = "DPoP-key-thumbprint-of-the-caller-0000000000"
+CALLER_JKT = "DPoP-key-thumbprint-of-the-caller-000000000"
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -52,14 +51,14 @@ def _signed(handlers: Any, poe: str, context: dict[str, Any] | None = None) -> d
 def _refused(
     handlers: Any, aws: Any, poe: str, status: int, code: str, context: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """THEN the answer is the problem of ``code``, audited as a denial that holds only the PoE's hash."""
+    """THEN the answer is the problem of ``code``, audited as a denial holding only the PoE's identity."""
     got_status, headers, body = _sign(handlers, poe, context)
     assert (got_status, body.get("code")) == (status, code), body
     assert headers["content-type"] == "application/problem+json"
     assert "bundle" not in body and poe not in json.dumps(body)
     denials = [r for r in aws.audit_records() if r["decision"] == "deny"]
     assert [r["error_code"] for r in denials] == [code]
-    assert denials[0]["poe_sha256"] == hashlib.sha256(poe.encode()).hexdigest()
+    assert denials[0]["poe_sha256"] == poe_identity(poe)
     assert all(poe not in json.dumps(r) for r in aws.audit_records())
     return body
 
@@ -93,7 +92,7 @@ class Introspection:
     calls: list[str] = field(default_factory=list)
 
     def revoke(self, poe: str) -> None:
-        self.licensing.revoked.add(hashlib.sha256(poe.encode()).hexdigest())
+        self.licensing.revoked.add(poe_identity(poe))
 
 
 @pytest.fixture
@@ -133,7 +132,7 @@ def test_valid_poe_is_accepted_and_audited_by_its_hash(aws: Any, handlers: Any, 
     assert body["policy"]["plan"] == "pro" and body["policy"]["licenseId"] == "LIC-A-001"
     [record] = aws.audit_records()
     assert record["decision"] == "allow" and record["license_id"] == "LIC-A-001" and record["plan"] == "pro"
-    assert record["poe_sha256"] == hashlib.sha256(poe.encode()).hexdigest()
+    assert record["poe_sha256"] == poe_identity(poe)
     assert poe not in json.dumps(record)
 
 
@@ -306,7 +305,7 @@ def test_cached_answer_survives_a_cold_start_and_is_keyed_by_the_poe_hash(
     _signed(handlers, poe)
     items = aws.client("dynamodb").scan(TableName=aws.environment["SIGNER_CACHE_TABLE"])["Items"]
     keys = {item["pk"]["S"] for item in items}
-    assert "poe#" + hashlib.sha256(poe.encode()).hexdigest() in keys
+    assert "poe#" + poe_identity(poe) in keys
     assert poe not in json.dumps(items)
 
 

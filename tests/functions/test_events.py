@@ -58,9 +58,8 @@ def test_handler_answers_its_event_file(name: str, aws: Any, handlers: Any, auth
             assert answer["verdict"]["trusted"] is True and answer["verdict"]["releaseYear"] == 2027
         elif function == "check_quota":
             assert answer["plan"] == "pro" and answer["reservation"]["license_id"] == "LIC-A-001"
-            assert handlers[function]({"action": "release", "reservation": answer["reservation"]}) == {
-                "released": True
-            }
+            release = {"action": "release", "opToken": event["opToken"], "reservation": answer["reservation"]}
+            assert handlers[function](release) == {"released": True}
         else:
             verify_dsse(answer["bundle"])
         return

@@ -343,9 +343,9 @@ def test_pipeline_reservation_over_the_daily_cap_raises_quota_exhausted(
     with pytest.raises(QuotaExhausted) as refused:
         _reserve(handlers, authority, client_cert, poe)
     assert refused.value.headers["Retry-After"] == str(86400 - int(clock.now()) % 86400)
-    assert handlers["check_quota"]({"action": "release", "reservation": first["reservation"]}) == {
-        "released": True
-    }
+    token = token_for(authority, client_cert)
+    release = {"action": "release", "opToken": token, "reservation": first["reservation"]}
+    assert handlers["check_quota"](release) == {"released": True}
     assert _usage(plan) == {"qps": 0, "daily": 0, "inFlight": 0}
 
 
@@ -391,7 +391,10 @@ def test_pipeline_failure_is_given_back_once_by_its_release_step(
         handlers["sign_dsse"](
             {"opToken": token_for(authority, client_cert), "request": request, "reservation": reserved}
         )
-    handlers["check_quota"]({"action": "release", "reservation": reserved})
+    release = {"action": "release", "opToken": token_for(authority, client_cert), "reservation": reserved}
+    assert handlers["check_quota"](release) == {"released": True}
+    assert _usage(_pro()) == {"qps": 1, "daily": 1, "inFlight": 1}
+    assert handlers["check_quota"](release) == {"released": False}  # a retried compensation: nothing
     assert _usage(_pro()) == {"qps": 1, "daily": 1, "inFlight": 1}
 
 

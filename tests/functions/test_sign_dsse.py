@@ -14,7 +14,7 @@ from securesystemslib.dsse import Envelope
 from securesystemslib.signer import SSlibKey
 
 from stellaops_signer.domain.errors import InsufficientScope, InvalidRequest, InvalidToken
-from tests.conftest import load_event
+from tests.conftest import load_event, poe_identity
 from tests.functions.conftest import response_headers, sign_event, token_for
 
 BODY = json.loads(load_event("sign_dsse/sign-dsse.json")["body"])
@@ -113,9 +113,8 @@ def test_success_is_audited_after_signing_with_the_bundle_hash(aws: Any, handler
     assert record["predicate_type"] == BODY["predicateType"]
     assert record["scanner_digest"] == BODY["scannerImageDigest"]
     assert BODY["poe"]["value"] not in json.dumps(record)
-    import hashlib
 
-    assert record["poe_sha256"] == hashlib.sha256(BODY["poe"]["value"].encode()).hexdigest()
+    assert record["poe_sha256"] == poe_identity(BODY["poe"]["value"])
 
 
 @pytest.mark.parametrize(

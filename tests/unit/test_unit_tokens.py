@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from stellaops_signer.domain.errors import InvalidToken
-from stellaops_signer.domain.tokens import KeySet, OpToken, jwk_thumbprint, sha256_b64url, verify_op_token
+from stellaops_signer.domain.jose import sha256_b64url
+from stellaops_signer.domain.tokens import KeySet, OpToken, jwk_thumbprint, verify_op_token
 
 NOW = 1_700_000_000
 ISSUER = "https://authority.stellaops.test"

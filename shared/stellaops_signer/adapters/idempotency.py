@@ -1,15 +1,23 @@
 """Idempotent signing (spec §5.4) on Powertools idempotency with its DynamoDB persistence layer.
 
-The record key is ``<tenant>#<Idempotency-Key>`` (a key is scoped to its tenant); the payload
-validation is the SHA-256 of the request body, so the same key with another body is a
-conflict. A retry while the first request still runs is a conflict too; a first request that
-failed leaves no record, so its retry runs again.
+The record key is the SHA-256 of the JSON array ``[tenant, Idempotency-Key]``: scoped to the
+tenant, and no tenant id, whatever it contains, can reach another tenant's keys. The payload
+validation is the SHA-256 of the request body, so the same key with another body is a conflict;
+a retry while the first request still runs is a conflict too; a first request that failed
+leaves no record, so its retry runs again.
+
+An answer larger than a DynamoDB item can hold is stored in the payload bucket and the record
+holds its reference (checked against its SHA-256 when read back). Every store an answer needs is
+known to be writable before the answer is computed (signed): the in-progress record is written
+first, and a large answer's object key is written with a placeholder. Once an answer exists it is
+delivered, even if recording it for the retries then fails.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -23,46 +31,85 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from stellaops_signer.domain.errors import IdempotencyConflict, SigningUnavailable
+from stellaops_signer.observability import logger
+
+if TYPE_CHECKING:
+    from stellaops_signer.adapters.payloads import S3PayloadStore
 
 #: How long a response is replayed for a retry of the same key.
 REPLAY_SECONDS = 24 * 3600
+#: Answers up to this size live in the record itself; a DynamoDB item holds 400 KB in all.
+INLINE_ANSWER_BYTES = 300 * 1024
+_REFERENCE = "storedAnswer"
 
 
 class PowertoolsIdempotency:
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: Any, table: str, payloads: Callable[[], S3PayloadStore]) -> None:
         store = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
         config = IdempotencyConfig(
             event_key_jmespath="key",
             payload_validation_jmespath="body",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=REPLAY_SECONDS,
+            hash_function="sha256",
         )
 
         @idempotent_function(data_keyword_argument="data", persistence_store=store, config=config)  # type: ignore[untyped-decorator]
-        def once(data: dict[str, str], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        def once(data: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             return compute()
 
         self._once = once
         self._config = config
+        self._payloads = payloads
 
     def run(
-        self, key: str, body_sha256: str, compute: Callable[[], dict[str, Any]], lambda_context: Any = None
-    ) -> dict[str, Any]:
-        """The stored answer for ``key``, or ``compute()``'s (stored for the retries).
+        self,
+        scope: str,
+        key: str,
+        body_sha256: str,
+        compute: Callable[[], dict[str, Any]],
+        *,
+        answer_bytes: int,
+        lambda_context: Any = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """(the answer, whether it is a replay): the stored answer for (``scope``, ``key``), or
+        ``compute()``'s, stored for the retries. ``answer_bytes`` bounds the answer's size.
 
-        With the Lambda context, an in-progress record expires with the invocation, so a
-        crashed first request does not block its retries.
+        Raises IdempotencyConflict, or SigningUnavailable when a store cannot be written (before
+        ``compute`` runs) or a stored answer cannot be read back intact.
         """
-        if lambda_context is not None:
+        if lambda_context is not None:  # an in-progress record expires with the invocation
             self._config.register_lambda_context(lambda_context)
+        object_key = (
+            self._payloads().reserve_key("idempotency") if answer_bytes > INLINE_ANSWER_BYTES else None
+        )
+        computed: list[dict[str, Any]] = []
+
+        def compute_and_keep() -> dict[str, Any]:
+            answer = compute()
+            computed.append(answer)
+            data = json.dumps(answer, separators=(",", ":")).encode()
+            if len(data) <= INLINE_ANSWER_BYTES:
+                return answer
+            return {_REFERENCE: self._payloads().put(data, key=object_key)}
+
         try:
-            answer: dict[str, Any] = self._once(data={"key": key, "body": body_sha256}, compute=compute)
+            stored: dict[str, Any] = self._once(
+                data={"key": [scope, key], "body": body_sha256}, compute=compute_and_keep
+            )
         except IdempotencyValidationError:
             raise IdempotencyConflict("this Idempotency-Key was used with another request body") from None
         except IdempotencyAlreadyInProgressError:
             raise IdempotencyConflict(
                 "the first request with this Idempotency-Key is still running"
             ) from None
-        except IdempotencyPersistenceLayerError as exc:
+        except (IdempotencyPersistenceLayerError, SigningUnavailable) as exc:
+            if computed:  # signed and audited: deliver it; its retries will find no record
+                logger.warning("idempotent answer not recorded", extra={"code": "idempotency"})
+                return computed[0], False
             raise SigningUnavailable("the idempotency store is unavailable") from exc
-        return answer
+        if computed:
+            return computed[0], False
+        if _REFERENCE in stored:
+            return json.loads(self._payloads().get(stored[_REFERENCE])), True
+        return stored, True

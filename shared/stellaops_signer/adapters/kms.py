@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from stellaops_signer.domain.errors import ConfigurationError, SigningUnavailable
-from stellaops_signer.domain.tokens import b64url
+from stellaops_signer.domain.jose import b64url
 
 SIGNING_ALGORITHM = "ECDSA_SHA_256"
 KEY_SPEC = "ECC_NIST_P256"

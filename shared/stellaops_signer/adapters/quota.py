@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from stellaops_signer.domain.errors import PlanThrottled, QuotaExhausted, SigningUnavailable
+from stellaops_signer.domain.errors import InvalidRequest, PlanThrottled, QuotaExhausted, SigningUnavailable
 from stellaops_signer.domain.quota import LEASE_SECONDS, Plan, Reservation, seconds_to_next_day, utc_day
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
@@ -53,23 +53,59 @@ class DynamoDbQuotaStore:
             raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
         return Reservation(license_id, second, day, slot, lease_id, qps_used, daily_used)
 
-    def release(self, reservation: Reservation, *, refund: bool) -> None:
-        """Free the lease; with ``refund`` also give back the QPS and daily units (a refused request)."""
+    def claim(self, reservation: Reservation) -> None:
+        """Mark a reservation handed in by a pipeline step as being used for a signing: once only,
+        and never after it was given back (a conditional update of its lease)."""
         try:
-            self._client.delete_item(
+            self._client.update_item(
                 TableName=self._table,
-                Key={"pk": {"S": f"lease#{reservation.license_id}#{reservation.lease_slot}"}},
-                ConditionExpression="leaseId = :id",
-                ExpressionAttributeValues={":id": {"S": reservation.lease_id}},
+                Key=self._lease_key(reservation),
+                UpdateExpression="SET claimed = :yes",
+                ConditionExpression=(
+                    "leaseId = :id AND attribute_not_exists(claimed) AND attribute_not_exists(done)"
+                ),
+                ExpressionAttributeValues={":id": {"S": reservation.lease_id}, ":yes": {"BOOL": True}},
             )
         except ClientError as error:
-            if not _conditional_failure(error):  # else: the lease expired and is someone else's now
-                logger.warning("lease release failed; it expires by itself", extra={"code": "quota"})
+            if _conditional_failure(error):
+                raise InvalidRequest("the reservation was already used, given back or has lapsed") from None
+            raise SigningUnavailable("the quota store is unavailable") from error
+        except BotoCoreError as error:
+            raise SigningUnavailable("the quota store is unavailable") from error
+
+    def release(self, reservation: Reservation, *, refund: bool) -> bool:
+        """Close the reservation and free its lease; with ``refund`` also give back its QPS and daily
+        units. Idempotent: only the first release of a reservation changes anything (a conditional
+        update), so a retried compensation or a refund after a successful signing cannot mint quota.
+        True when this call closed it."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._lease_key(reservation),
+                UpdateExpression="SET done = :how",
+                ConditionExpression="leaseId = :id AND attribute_not_exists(done)",
+                ExpressionAttributeValues={
+                    ":id": {"S": reservation.lease_id},
+                    ":how": {"S": "refunded" if refund else "signed"},
+                },
+            )
+        except ClientError as error:
+            if not _conditional_failure(error):  # else: closed before, or the lease lapsed and is reused
+                logger.warning(
+                    "reservation release failed; its lease expires by itself", extra={"code": "quota"}
+                )
+            return False
         except BotoCoreError:
-            logger.warning("lease release failed; it expires by itself", extra={"code": "quota"})
+            logger.warning("reservation release failed; its lease expires by itself", extra={"code": "quota"})
+            return False
         if refund:
             self._refund(f"qps#{reservation.license_id}#{reservation.second}")
             self._refund(f"day#{reservation.license_id}#{reservation.day}")
+        return True
+
+    @staticmethod
+    def _lease_key(reservation: Reservation) -> dict[str, Any]:
+        return {"pk": {"S": f"lease#{reservation.license_id}#{reservation.lease_slot}"}}
 
     def usage(self, license_id: str, plan: Plan) -> dict[str, int]:
         """Current counts (one consistent batch read): QPS this second, in-flight leases, today."""
@@ -87,7 +123,11 @@ class DynamoDbQuotaStore:
         def count(key: str) -> int:
             return int(items[key]["n"]["N"]) if key in items else 0
 
-        in_flight = sum(1 for k in keys[2:] if k in items and int(items[k]["expiresAt"]["N"]) > now)
+        in_flight = sum(
+            1
+            for k in keys[2:]
+            if k in items and int(items[k]["expiresAt"]["N"]) > now and "done" not in items[k]
+        )
         return {"qps": count(keys[0]), "daily": count(keys[1]), "inFlight": in_flight}
 
     # --- conditional writes --------------------------------------------------------------
@@ -128,8 +168,10 @@ class DynamoDbQuotaStore:
                         "leaseId": {"S": lease_id},
                         "expiresAt": {"N": str(int(now) + LEASE_SECONDS)},
                     },
-                    # free once expired: the same rule usage() counts by (expiresAt <= now)
-                    ConditionExpression="attribute_not_exists(pk) OR expiresAt <= :now",
+                    # free once closed or expired: the rule usage() counts by
+                    ConditionExpression=(
+                        "attribute_not_exists(pk) OR attribute_exists(done) OR expiresAt <= :now"
+                    ),
                     ExpressionAttributeValues={":now": {"N": str(int(now))}},
                 )
                 return slot
@@ -172,7 +214,12 @@ class InMemoryQuotaStore:
         self._clock = clock
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
-        self.leases: dict[str, tuple[str, float]] = {}
+        #: "<licence>#<slot>" → [lease id, expiry, claimed, done]
+        self.leases: dict[str, list[Any]] = {}
+
+    def _free(self, key: str, now: float) -> bool:
+        lease = self.leases.get(key)
+        return lease is None or lease[3] or lease[1] <= int(now)
 
     def reserve(self, license_id: str, plan: Plan) -> Reservation:
         now = self._clock.now()
@@ -186,29 +233,36 @@ class InMemoryQuotaStore:
                 headers = _retry(reset, plan.dailySignatures)
                 raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
             slot = next(
-                (
-                    slot
-                    for slot in range(plan.concurrency)
-                    if self.leases.get(f"{license_id}#{slot}", ("", 0.0))[1] <= int(now)
-                ),
-                None,
+                (slot for slot in range(plan.concurrency) if self._free(f"{license_id}#{slot}", now)), None
             )
             if slot is None:
                 headers = _retry(1, plan.concurrency)
                 raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
             lease_id = str(uuid.uuid4())
-            self.leases[f"{license_id}#{slot}"] = (lease_id, int(now) + LEASE_SECONDS)
+            self.leases[f"{license_id}#{slot}"] = [lease_id, int(now) + LEASE_SECONDS, False, False]
             self.counts[qps_key] = self.counts.get(qps_key, 0) + 1
             self.counts[day_key] = self.counts.get(day_key, 0) + 1
             return Reservation(
                 license_id, second, day, slot, lease_id, self.counts[qps_key], self.counts[day_key]
             )
 
-    def release(self, reservation: Reservation, *, refund: bool) -> None:
+    def _lease(self, reservation: Reservation) -> list[Any] | None:
+        lease = self.leases.get(f"{reservation.license_id}#{reservation.lease_slot}")
+        return lease if lease is not None and lease[0] == reservation.lease_id else None
+
+    def claim(self, reservation: Reservation) -> None:
         with self._lock:
-            key = f"{reservation.license_id}#{reservation.lease_slot}"
-            if self.leases.get(key, ("", 0.0))[0] == reservation.lease_id:
-                del self.leases[key]
+            lease = self._lease(reservation)
+            if lease is None or lease[2] or lease[3]:
+                raise InvalidRequest("the reservation was already used, given back or has lapsed")
+            lease[2] = True
+
+    def release(self, reservation: Reservation, *, refund: bool) -> bool:
+        with self._lock:
+            lease = self._lease(reservation)
+            if lease is None or lease[3]:
+                return False
+            lease[3] = True
             if refund:
                 for counter in (
                     f"qps#{reservation.license_id}#{reservation.second}",
@@ -216,14 +270,13 @@ class InMemoryQuotaStore:
                 ):
                     if self.counts.get(counter, 0) > 0:
                         self.counts[counter] -= 1
+            return True
 
     def usage(self, license_id: str, plan: Plan) -> dict[str, int]:
         now = self._clock.now()
         with self._lock:
             in_flight = sum(
-                1
-                for slot in range(plan.concurrency)
-                if self.leases.get(f"{license_id}#{slot}", ("", 0.0))[1] > now
+                1 for slot in range(plan.concurrency) if not self._free(f"{license_id}#{slot}", now)
             )
             return {
                 "qps": self.counts.get(f"qps#{license_id}#{int(now)}", 0),

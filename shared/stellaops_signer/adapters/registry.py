@@ -3,27 +3,38 @@
 Collects the cosign signatures of an image digest: the Referrers API
 (``GET /v2/<name>/referrers/<digest>``, paginated by ``Link``), and on 404 the tag-schema
 fallback (cosign's ``sha256-<hex>.sig`` and the ``sha256-<hex>`` referrers index). Every
-manifest fetched by digest and every blob is checked against its digest and size cap.
+manifest fetched by digest and every blob is checked against its digest and size.
 HTTPS to allow-listed registries only (plain HTTP to loopback only when explicitly allowed,
-for tests); the registry token flow (``WWW-Authenticate: Bearer realm=…``) and ECR
-``GetAuthorizationToken``. Any failure — network, timeout, 5xx, malformed answer — raises
+for tests), trusting the public roots plus ``RegistryCaBundle``, never the process
+environment; the registry token flow (``WWW-Authenticate: Bearer realm=…``) and ECR
+``GetAuthorizationToken``.
+
+What a hostile or broken registry can make it do is bounded: redirects are followed only to
+HTTPS hosts that resolve to public addresses (or to an allow-listed registry), and never with
+credentials; a pagination ``Link`` keeps the registry's scheme and host; one verification
+reads at most ``MAX_VERIFICATION_BYTES`` in ``MAX_VERIFICATION_REQUESTS`` requests, each blob
+once. Any failure — network, timeout, 5xx, a malformed answer of any shape — raises
 ReleaseUnverifiable; nothing here decides trust.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import math
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import requests
 
-from stellaops_signer.domain.errors import ReleaseUnverifiable
+from stellaops_signer.domain.errors import ReleaseUnverifiable, SignerError
 from stellaops_signer.domain.release import (
     COSIGN_ARTIFACT_TYPE,
     SIGNATURE_ANNOTATION,
@@ -37,15 +48,26 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-MAX_BLOB_BYTES = 1024 * 1024  # a simple-signing payload is a few hundred bytes
+#: One verification's budget (decision 0011): a simple-signing payload is ~0.5 KB, a signature
+#: manifest ~1 KB, a referrers page of 100 descriptors ~40 KB. 2 MiB holds ten full pages and
+#: every signature many times over, and bounds what a hostile registry costs a Lambda.
+MAX_VERIFICATION_BYTES = 2 * 1024 * 1024
+MAX_VERIFICATION_REQUESTS = 64
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_BLOB_BYTES = 64 * 1024
 MAX_REFERRER_PAGES = 10
-MAX_SIGNATURE_MANIFESTS = 32
+MAX_SIGNATURE_MANIFESTS = 16
+MAX_LAYERS = 16
+MAX_REDIRECTS = 3
 TIMEOUT = (3.05, 5.0)
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_REDIRECTS = {301, 302, 303, 307, 308}
 _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+Resolver = Callable[[str, int], list[str]]
 
 
 def split_repository(reference: str) -> tuple[str, str]:
@@ -54,6 +76,39 @@ def split_repository(reference: str) -> tuple[str, str]:
     if not registry or not name:
         raise ValueError(f"{reference!r} is not <registry>/<repository>")
     return registry, name
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (the system resolver)."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def is_public_address(address: str) -> bool:
+    """False for loopback, private, link-local (the 169.254.169.254 metadata service), shared,
+    reserved and unique-local (fd00:ec2::254) addresses, also behind an IPv4-mapped IPv6 form."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return bool(ip.is_global) and not ip.is_multicast
+
+
+@dataclass
+class _Budget:
+    """What one verification may still read: bytes, requests, and the blobs it already has."""
+
+    bytes_left: int = MAX_VERIFICATION_BYTES
+    requests_left: int = MAX_VERIFICATION_REQUESTS
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+    def request(self) -> None:
+        self.requests_left -= 1
+        if self.requests_left < 0:
+            raise ReleaseUnverifiable("the registry needs more requests than one verification may make")
+
+    def take(self, size: int) -> None:
+        self.bytes_left -= size
+        if self.bytes_left < 0:
+            raise ReleaseUnverifiable("the registry sends more than one verification may read")
 
 
 class RegistryClient:
@@ -67,13 +122,18 @@ class RegistryClient:
         session: requests.Session | None = None,
         ecr_token: Callable[[str], str] | None = None,
         timeout: tuple[float, float] = TIMEOUT,
+        ca_bundle: str | None = None,
+        resolve: Resolver = resolve_host,
     ) -> None:
         self._allow = frozenset(allow_list)
         self._insecure_loopback = insecure_loopback
         self._http = session or requests.Session()
         self._http.trust_env = False  # no proxies or CA bundles from the environment
+        if ca_bundle:
+            self._http.verify = ca_bundle  # the public roots plus RegistryCaBundle (wiring)
         self._ecr_token = ecr_token
         self._timeout = timeout
+        self._resolve = resolve
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
         #: Requests made to registries, for tests and benchmarks.
@@ -82,41 +142,50 @@ class RegistryClient:
     # --- what the verifier asks --------------------------------------------------------
 
     def collect(self, repository: str, digest: str) -> list[CandidateSignature]:
-        """Every simple-signing signature attached to ``digest`` in ``repository``."""
+        """Every simple-signing signature attached to ``digest`` in ``repository``.
+
+        Raises ReleaseUnverifiable for whatever keeps the registry from answering, whatever shape
+        its answer has: the translation to the domain's error happens here, once.
+        """
+        try:
+            return self._collect(repository, digest, _Budget())
+        except SignerError:
+            raise
+        except Exception as exc:  # a shape not foreseen below is still the registry's failure
+            raise ReleaseUnverifiable("the registry answered something malformed") from exc
+
+    def _collect(self, repository: str, digest: str, budget: _Budget) -> list[CandidateSignature]:
         registry, name = split_repository(repository)
         base = self._base(registry)
-        descriptors = self._referrers(base, name, digest)
-        candidates: list[CandidateSignature] = []
-        if descriptors is not None:
-            for descriptor in descriptors[:MAX_SIGNATURE_MANIFESTS]:
-                if descriptor.get("artifactType") == COSIGN_ARTIFACT_TYPE:
-                    candidates += self._signatures(base, name, repository, descriptor["digest"], "referrers")
+        tag = "sha256-" + digest.removeprefix("sha256:")
+        descriptors = self._referrers(base, name, digest, budget)
+        source = "referrers"
         if descriptors is None:
-            index = self._manifest(base, name, "sha256-" + digest.removeprefix("sha256:"), optional=True)
-            for descriptor in (index or {}).get("manifests", [])[:MAX_SIGNATURE_MANIFESTS]:
-                if descriptor.get("artifactType") == COSIGN_ARTIFACT_TYPE:
-                    candidates += self._signatures(base, name, repository, descriptor["digest"], "tag-schema")
+            index = self._manifest(base, name, tag, budget, optional=True)
+            descriptors = _descriptors(index, "manifests") if index is not None else []
+            source = "tag-schema"
+        candidates: list[CandidateSignature] = []
+        signature_manifests = [d for d in descriptors if d.get("artifactType") == COSIGN_ARTIFACT_TYPE]
+        for descriptor in signature_manifests[:MAX_SIGNATURE_MANIFESTS]:
+            reference = _digest_of(descriptor)
+            candidates += self._signatures(base, name, repository, reference, source, budget)
         if not candidates:  # cosign's own storage: the .sig tag, whatever else the registry offers
             candidates += self._signatures(
-                base,
-                name,
-                repository,
-                "sha256-" + digest.removeprefix("sha256:") + ".sig",
-                "tag-schema",
-                optional=True,
+                base, name, repository, tag + ".sig", "tag-schema", budget, optional=True
             )
         return candidates
 
     # --- the protocol ------------------------------------------------------------------
 
+    def _scheme(self, host: str) -> str:
+        return "http" if self._insecure_loopback and host in _LOOPBACK else "https"
+
     def _base(self, registry: str) -> str:
         if registry not in self._allow:
             raise ReleaseUnverifiable(f"registry {registry} is not allow-listed")
-        host = urlsplit("//" + registry).hostname or ""
-        scheme = "http" if self._insecure_loopback and host in _LOOPBACK else "https"
-        return f"{scheme}://{registry}"
+        return f"{self._scheme(urlsplit('//' + registry).hostname or '')}://{registry}"
 
-    def _referrers(self, base: str, name: str, digest: str) -> list[dict[str, Any]] | None:
+    def _referrers(self, base: str, name: str, digest: str, budget: _Budget) -> list[dict[str, Any]] | None:
         """The referrers' descriptors, following ``Link`` pages; None when the API is missing (404)."""
         url: str | None = (
             f"{base}/v2/{name}/referrers/{digest}?artifactType={quote(COSIGN_ARTIFACT_TYPE, safe='')}"
@@ -124,92 +193,138 @@ class RegistryClient:
         descriptors: list[dict[str, Any]] = []
         for page in range(MAX_REFERRER_PAGES):
             assert url is not None
-            answer = self._get(url, name, accept="application/vnd.oci.image.index.v1+json")
+            answer = self._get(url, name, budget, accept="application/vnd.oci.image.index.v1+json")
             if answer.status_code == 404 and page == 0:
+                answer.close()
                 return None
-            index = self._json(answer, "referrers")
-            manifests = index.get("manifests")
-            if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
-                raise ReleaseUnverifiable("the registry answered a malformed referrers index")
-            descriptors += manifests
-            url = self._next_page(base, answer)
+            next_url = self._next_page(base, answer)
+            descriptors += _descriptors(self._json(answer, "referrers", budget), "manifests")
+            url = next_url
             if url is None:
                 return descriptors
         raise ReleaseUnverifiable("the referrers listing has too many pages")
 
-    def _next_page(self, base: str, answer: requests.Response) -> str | None:
+    @staticmethod
+    def _next_page(base: str, answer: requests.Response) -> str | None:
         match = _LINK_NEXT.search(answer.headers.get("Link", ""))
         if match is None:
             return None
         url: str = urljoin(base + "/", match.group(1))
-        if urlsplit(url).netloc != urlsplit(base).netloc:
-            raise ReleaseUnverifiable("a referrers page points to another host")
+        target, origin = urlsplit(url), urlsplit(base)
+        if (target.scheme, target.netloc) != (origin.scheme, origin.netloc):
+            raise ReleaseUnverifiable("a referrers page points to another scheme or host")
         return url
 
     def _signatures(
-        self, base: str, name: str, repository: str, reference: str, source: str, *, optional: bool = False
+        self,
+        base: str,
+        name: str,
+        repository: str,
+        reference: str,
+        source: str,
+        budget: _Budget,
+        *,
+        optional: bool = False,
     ) -> list[CandidateSignature]:
-        manifest = self._manifest(base, name, reference, optional=optional)
+        manifest = self._manifest(base, name, reference, budget, optional=optional)
+        if manifest is None:
+            return []
         found = []
-        for layer in (manifest or {}).get("layers", [])[:MAX_SIGNATURE_MANIFESTS]:
-            if not isinstance(layer, dict) or layer.get("mediaType") != SIMPLE_SIGNING_MEDIA_TYPE:
+        for layer in _descriptors(manifest, "layers")[:MAX_LAYERS]:
+            if layer.get("mediaType") != SIMPLE_SIGNING_MEDIA_TYPE:
                 continue
-            signature = (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION)
+            annotations = layer.get("annotations") or {}
+            if not isinstance(annotations, dict):
+                raise ReleaseUnverifiable("a signature layer has malformed annotations")
+            signature = annotations.get(SIGNATURE_ANNOTATION)
             if not isinstance(signature, str):
                 continue
-            payload = self._blob(base, name, layer)
+            payload = self._blob(base, name, layer, budget)
             found.append(CandidateSignature(repository, payload, signature, source))
         return found
 
     def _manifest(
-        self, base: str, name: str, reference: str, *, optional: bool = False
+        self, base: str, name: str, reference: str, budget: _Budget, *, optional: bool = False
     ) -> dict[str, Any] | None:
-        answer = self._get(f"{base}/v2/{name}/manifests/{reference}", name, accept=", ".join(MANIFEST_TYPES))
+        answer = self._get(
+            f"{base}/v2/{name}/manifests/{reference}", name, budget, accept=", ".join(MANIFEST_TYPES)
+        )
         if answer.status_code == 404 and optional:
+            answer.close()
             return None
-        body = self._body(answer, MAX_MANIFEST_BYTES, "manifest")
+        body = self._body(answer, MAX_MANIFEST_BYTES, "manifest", budget)
         if reference.startswith("sha256:") and "sha256:" + hashlib.sha256(body).hexdigest() != reference:
             raise ReleaseUnverifiable("a manifest does not match its digest")
-        try:
-            manifest = json.loads(body)
-        except ValueError:
-            raise ReleaseUnverifiable("the registry answered a malformed manifest") from None
-        if not isinstance(manifest, dict):
-            raise ReleaseUnverifiable("the registry answered a malformed manifest")
-        return manifest
+        return _object(body, "manifest")
 
-    def _blob(self, base: str, name: str, descriptor: dict[str, Any]) -> bytes:
-        digest, size = descriptor.get("digest"), descriptor.get("size")
-        if not isinstance(digest, str) or not digest.startswith("sha256:") or type(size) is not int:
+    def _blob(self, base: str, name: str, descriptor: dict[str, Any], budget: _Budget) -> bytes:
+        digest, size = _digest_of(descriptor), descriptor.get("size")
+        if type(size) is not int or size < 0:
             raise ReleaseUnverifiable("a signature layer has a malformed descriptor")
         if size > MAX_BLOB_BYTES:
             raise ReleaseUnverifiable("a signature payload is larger than allowed")
-        body = self._body(self._get(f"{base}/v2/{name}/blobs/{digest}", name, redirects=True), size, "blob")
+        if digest in budget.blobs:  # each blob once per verification, however often it is listed
+            return budget.blobs[digest]
+        answer = self._get(f"{base}/v2/{name}/blobs/{digest}", name, budget, redirects=True)
+        body = self._body(answer, size, "blob", budget)
         if len(body) != size or "sha256:" + hashlib.sha256(body).hexdigest() != digest:
             raise ReleaseUnverifiable("a signature payload does not match its digest")
+        budget.blobs[digest] = body
         return body
 
-    # --- HTTP, auth, limits ----------------------------------------------------------
+    # --- HTTP, auth, redirects, limits ---------------------------------------------------
 
-    def _get(self, url: str, name: str, *, accept: str = "*/*", redirects: bool = False) -> requests.Response:
+    def _get(
+        self, url: str, name: str, budget: _Budget, *, accept: str = "*/*", redirects: bool = False
+    ) -> requests.Response:
         registry = urlsplit(url).netloc
         headers = {"Accept": accept, **self._auth(registry, f"repository:{name}:pull")}
-        answer = self._send(url, headers, redirects)
+        answer = self._send(url, headers, budget)
         if answer.status_code == 401:
             challenge = answer.headers.get("WWW-Authenticate", "")
             answer.close()
-            headers["Authorization"] = self._token(registry, challenge, f"repository:{name}:pull")
-            answer = self._send(url, headers, redirects)
+            headers["Authorization"] = self._token(registry, challenge, f"repository:{name}:pull", budget)
+            answer = self._send(url, headers, budget)
+        for _ in range(MAX_REDIRECTS):
+            if not redirects or answer.status_code not in _REDIRECTS:
+                break
+            target = urljoin(url, answer.headers.get("Location", ""))
+            answer.close()
+            self._check_redirect(target)
+            url = target
+            answer = self._send(url, {"Accept": accept}, budget)  # never the registry's credentials
+        if answer.status_code in _REDIRECTS:
+            answer.close()
+            raise ReleaseUnverifiable("the registry redirects too often, or where it must not")
         if answer.status_code >= 500 or answer.status_code in (401, 403, 429):
             answer.close()
             raise ReleaseUnverifiable(f"the registry answered {answer.status_code}")
         return answer
 
-    def _send(self, url: str, headers: dict[str, str], redirects: bool) -> requests.Response:
+    def _check_redirect(self, url: str) -> None:
+        """Blob storage may redirect to a CDN: only over HTTPS to a host that resolves to public
+        addresses only, unless it is an allow-listed registry (whose scheme rule then applies)."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.netloc in self._allow:
+            if parts.scheme != self._scheme(host):
+                raise ReleaseUnverifiable("a redirect changes the registry's scheme")
+            return
+        if parts.scheme != "https" or not host or parts.username or parts.password:
+            raise ReleaseUnverifiable("the registry redirects to something other than an HTTPS host")
+        try:
+            addresses = self._resolve(host, parts.port or 443)
+        except (OSError, UnicodeError) as exc:
+            raise ReleaseUnverifiable("the registry redirects to a host that does not resolve") from exc
+        if not addresses or not all(is_public_address(a) for a in addresses):
+            raise ReleaseUnverifiable("the registry redirects to a loopback, private or metadata address")
+
+    def _send(self, url: str, headers: dict[str, str], budget: _Budget) -> requests.Response:
+        budget.request()
         self.calls += 1
         try:
             return self._http.get(
-                url, headers=headers, timeout=self._timeout, stream=True, allow_redirects=redirects
+                url, headers=headers, timeout=self._timeout, stream=True, allow_redirects=False
             )
         except requests.RequestException as exc:
             raise ReleaseUnverifiable("the registry is unreachable") from exc
@@ -224,36 +339,35 @@ class RegistryClient:
             return {"Authorization": f"Bearer {cached[0]}"}
         return {}
 
-    def _token(self, registry: str, challenge: str, scope: str) -> str:
+    def _token(self, registry: str, challenge: str, scope: str, budget: _Budget) -> str:
         """The registry token flow (distribution "token authentication"), anonymous pull."""
         if not challenge.lower().startswith("bearer "):
             raise ReleaseUnverifiable("the registry asks for credentials the Signer does not have")
         params = dict(_CHALLENGE_PARAM.findall(challenge))
-        realm = params.get("realm", "")
-        realm_host = urlsplit(realm).netloc
-        realm_scheme = urlsplit(realm).scheme
-        loopback = (urlsplit(realm).hostname or "") in _LOOPBACK
-        if realm_host != registry and realm_host not in self._allow:
+        realm = urlsplit(params.get("realm", ""))
+        if realm.netloc != registry and realm.netloc not in self._allow:
             raise ReleaseUnverifiable("the registry's token realm is not allow-listed")
-        if realm_scheme != "https" and not (self._insecure_loopback and loopback):
+        if realm.scheme != self._scheme(realm.hostname or ""):
             raise ReleaseUnverifiable("the registry's token realm is not HTTPS")
         query = {"service": params.get("service", ""), "scope": params.get("scope", scope)}
-        self.calls += 1
-        try:
-            answer = self._http.get(realm, params=query, timeout=self._timeout, allow_redirects=False)
-            token_answer = answer.json() if answer.status_code == 200 else None
-        except (requests.RequestException, ValueError) as exc:
-            raise ReleaseUnverifiable("the registry's token service failed") from exc
-        token = (token_answer or {}).get("token") or (token_answer or {}).get("access_token")
-        if not isinstance(token, str) or not token:
+        url = realm.geturl() + ("&" if realm.query else "?") + urlencode(query)
+        answer = self._send(url, {"Accept": "application/json"}, budget)
+        if answer.status_code != 200:
+            answer.close()
+            raise ReleaseUnverifiable(f"the registry's token service answered {answer.status_code}")
+        token_answer = self._json(answer, "token answer", budget)
+        token = token_answer.get("token") or token_answer.get("access_token")
+        lifetime = token_answer.get("expires_in", 60)
+        if not isinstance(token, str) or not token or " " in token:
             raise ReleaseUnverifiable("the registry's token service answered no token")
-        lifetime = token_answer.get("expires_in", 60) if isinstance(token_answer, dict) else 60
+        if type(lifetime) not in (int, float) or not math.isfinite(lifetime) or lifetime < 0:
+            raise ReleaseUnverifiable("the registry's token service answered a malformed expires_in")
         with self._lock:
-            self._tokens[(registry, scope)] = (token, time.monotonic() + max(0, int(lifetime) - 10))
+            self._tokens[(registry, scope)] = (token, time.monotonic() + max(0.0, min(lifetime, 3600) - 10))
         return f"Bearer {token}"
 
     @staticmethod
-    def _body(answer: requests.Response, limit: int, what: str) -> bytes:
+    def _body(answer: requests.Response, limit: int, what: str, budget: _Budget) -> bytes:
         if answer.status_code != 200:
             answer.close()
             raise ReleaseUnverifiable(f"the registry answered {answer.status_code} for a {what}")
@@ -261,6 +375,7 @@ class RegistryClient:
         try:
             for chunk in answer.iter_content(65536):
                 size += len(chunk)
+                budget.take(len(chunk))
                 if size > limit:
                     raise ReleaseUnverifiable(f"a {what} is larger than allowed")
                 chunks.append(chunk)
@@ -270,14 +385,33 @@ class RegistryClient:
             answer.close()
         return b"".join(chunks)
 
-    def _json(self, answer: requests.Response, what: str) -> dict[str, Any]:
-        try:
-            value = json.loads(self._body(answer, MAX_MANIFEST_BYTES, what))
-        except ValueError:
-            raise ReleaseUnverifiable(f"the registry answered malformed {what}") from None
-        if not isinstance(value, dict):
-            raise ReleaseUnverifiable(f"the registry answered malformed {what}")
-        return value
+    def _json(self, answer: requests.Response, what: str, budget: _Budget) -> dict[str, Any]:
+        return _object(self._body(answer, MAX_MANIFEST_BYTES, what, budget), what)
+
+
+def _object(body: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ReleaseUnverifiable(f"the registry answered a malformed {what}") from None
+    if not isinstance(value, dict):
+        raise ReleaseUnverifiable(f"the registry answered a malformed {what}")
+    return value
+
+
+def _descriptors(document: dict[str, Any], member: str) -> list[dict[str, Any]]:
+    """``manifests`` of an index or ``layers`` of a manifest: a list of objects, or absent."""
+    value = document.get(member, [])
+    if not isinstance(value, list) or not all(isinstance(d, dict) for d in value):
+        raise ReleaseUnverifiable(f"the registry answered a document whose {member} is malformed")
+    return value
+
+
+def _digest_of(descriptor: dict[str, Any]) -> str:
+    digest = descriptor.get("digest")
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise ReleaseUnverifiable("the registry answered a descriptor without a sha256 digest")
+    return digest
 
 
 class EcrAuthorization:
@@ -293,8 +427,13 @@ class EcrAuthorization:
             if self._token is None or self._token[1] <= time.time():
                 try:
                     data = self._client.get_authorization_token()["authorizationData"][0]
-                except Exception as exc:  # botocore errors of any kind: the registry is unusable
+                    token = data["authorizationToken"]
+                    expires = (
+                        data["expiresAt"].timestamp() - 3600 if "expiresAt" in data else time.time() + 3600
+                    )
+                except Exception as exc:  # botocore errors or answers of any shape: no credentials
                     raise ReleaseUnverifiable("ECR credentials are unavailable") from exc
-                expires = data["expiresAt"].timestamp() - 3600 if "expiresAt" in data else time.time() + 3600
-                self._token = (str(data["authorizationToken"]), expires)
+                if not isinstance(token, str) or not token:
+                    raise ReleaseUnverifiable("ECR credentials are unavailable")
+                self._token = (token, expires)
             return self._token[0]

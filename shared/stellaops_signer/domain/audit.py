@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-Decision = Literal["allow", "deny"]
+#: ``replay``: an Idempotency-Key retry answered with the first answer, which ``replay_of`` names.
+Decision = Literal["allow", "deny", "replay"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class AuditRecord:
     key_id: str = ""
     certificate_serial: str = ""
     bundle_sha256: str = ""
+    replay_of: str = ""
 
     def as_item(self) -> dict[str, object]:
         """The non-empty fields, for storage."""

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stellaops_signer.domain.errors import InvalidToken
-from stellaops_signer.domain.tokens import OpToken, b64url
+from stellaops_signer.domain.jose import b64url
+from stellaops_signer.domain.tokens import OpToken
 
 BindingKind = Literal["mtls", "dpop", "iam"]
 

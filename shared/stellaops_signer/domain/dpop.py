@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from stellaops_signer.domain.errors import InvalidDpopProof, UseDpopNonce
-from stellaops_signer.domain.jose import PublicJwk, b64url_decode
-from stellaops_signer.domain.tokens import CompactJws, b64url, jwk_thumbprint, sha256_b64url
+from stellaops_signer.domain.jose import PublicJwk, b64url, b64url_decode, sha256_b64url, strict_json
+from stellaops_signer.domain.tokens import CompactJws, jwk_thumbprint
 
 PROOF_TYPE = "dpop+jwt"
 #: The Signer is a high-value audience: only these proof algorithms (spec §3.1).
@@ -158,9 +158,9 @@ def _proof_key(jwk_json: str) -> tuple[PublicJwk, str]:
 
 def _claims(payload: bytes) -> dict[str, Any]:
     try:
-        claims = json.loads(payload)
-    except ValueError:
-        raise InvalidDpopProof("the proof claims are not JSON") from None
+        claims = strict_json(payload)
+    except (ValueError, RecursionError):
+        raise InvalidDpopProof("the proof claims are not JSON with unique member names") from None
     if not isinstance(claims, dict):
         raise InvalidDpopProof("the proof claims are not a JSON object")
     return claims

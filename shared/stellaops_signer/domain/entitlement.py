@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from stellaops_signer.domain.binding import Principal
-from stellaops_signer.domain.errors import EntitlementDenied, TenantMismatch
+from stellaops_signer.domain.errors import EntitlementDenied, SignerError, TenantMismatch
+from stellaops_signer.domain.jcs import CanonicalizationError, canonicalize
+from stellaops_signer.domain.jose import strict_json
 from stellaops_signer.domain.quota import Plan
 from stellaops_signer.domain.tokens import CompactJws, KeySet, check_time_claims, verify_jws
 
@@ -37,8 +39,27 @@ class Entitlement:
             )
 
 
-def poe_digest(poe: str) -> str:
-    return hashlib.sha256(poe.encode("utf-8")).hexdigest()
+def poe_identity(header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    """A PoE's identity (spec §5.1): SHA-256 of the RFC 8785 form of its protected header and claims.
+
+    Not of its bytes: a re-encoded PoE (other member order or whitespace) or an (r, n−s) twin of
+    its ECDSA signature — both valid, RFC 7518 §3.4 does not forbid a high S — is the same PoE in
+    the introspection cache, the audit record and a revocation list.
+    """
+    return hashlib.sha256(canonicalize({"header": dict(header), "claims": dict(claims)})).hexdigest()
+
+
+def poe_identity_of(poe: str) -> str:
+    """The identity of a PoE that may not even parse (an audit record of its refusal): its
+    ``poe_identity`` when it is a JWS of JSON objects, else the SHA-256 of its text."""
+    try:
+        jws = CompactJws.parse(poe, EntitlementDenied)
+        claims = strict_json(jws.payload)
+        if isinstance(claims, dict):
+            return poe_identity(jws.header, claims)
+    except (SignerError, ValueError, RecursionError, CanonicalizationError):
+        pass
+    return hashlib.sha256(poe.encode("utf-8", "replace")).hexdigest()
 
 
 def verify_poe(
@@ -53,7 +74,7 @@ def verify_poe(
 ) -> Entitlement:
     """Verify a PoE JWT for ``principal`` (``parsed``: its JWS, if already split); raises
     EntitlementDenied (or TenantMismatch)."""
-    _, claims = verify_jws(parsed or poe, keys, error=EntitlementDenied)
+    header, claims = verify_jws(parsed or poe, keys, error=EntitlementDenied)
     if claims.get("iss") != issuer:
         raise EntitlementDenied("the PoE was issued by another issuer")
     _, exp = check_time_claims(claims, now, max_lifetime=None, error=EntitlementDenied)
@@ -77,8 +98,15 @@ def verify_poe(
         plan=plan,
         valid_release_year=year,
         expires_at=exp,
-        poe_sha256=poe_digest(poe),
+        poe_sha256=_identity(header, claims),
     )
+
+
+def _identity(header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    try:
+        return poe_identity(header, claims)
+    except CanonicalizationError:  # e.g. an integer beyond I-JSON: not a PoE we can name
+        raise EntitlementDenied("the PoE claims are not I-JSON") from None
 
 
 def _text(claims: Mapping[str, Any], name: str) -> str:

@@ -9,6 +9,8 @@ Anything else — ``none``, HMAC, RS256, other curves, private members — is re
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,9 +33,19 @@ _CURVES: dict[str, tuple[ec.EllipticCurve, int, hashes.HashAlgorithm]] = {
     "P-256": (ec.SECP256R1(), 32, hashes.SHA256()),
     "P-384": (ec.SECP384R1(), 48, hashes.SHA384()),
 }
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _MIN_RSA_BITS = 2048
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64url(data: bytes) -> str:
+    """base64url without padding (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def sha256_b64url(data: bytes) -> str:
+    """base64url(SHA-256(data)): JWK thumbprints, ``ath``, ``x5t#S256``, DSSE keyids."""
+    return b64url(hashlib.sha256(data).digest())
 
 
 def b64url_decode(segment: str) -> bytes:
@@ -41,6 +53,38 @@ def b64url_decode(segment: str) -> bytes:
     if not isinstance(segment, str) or not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
         raise ValueError("not base64url")
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # RFC 7515 §4 / RFC 7519 §4: names MUST be unique; we do not pick one
+        raise ValueError("duplicate member names")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and ±Infinity would pass every comparison
+
+
+def strict_json(data: str | bytes) -> Any:
+    """JSON as JOSE must read it: duplicate member names and NaN/Infinity refused, so that no two
+    parsers (the Authority's and ours) can read one header or claims set two ways. Raises ValueError."""
+    return json.loads(data, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+
+
+class AmbiguousObject(dict[str, Any]):
+    """A JSON object that repeated a member name (what ``tolerant_json`` returns in its place)."""
+
+
+def _flag_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    return AmbiguousObject(obj) if len(obj) != len(pairs) else obj
+
+
+def tolerant_json(data: str | bytes) -> Any:
+    """JSON where an object with duplicate names becomes an ``AmbiguousObject`` instead of failing the
+    whole document: a JWKS with one such key stays usable for its other keys. Raises ValueError."""
+    return json.loads(data, object_pairs_hook=_flag_duplicates, parse_constant=_no_constant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +102,9 @@ class PublicJwk:
         """Parse a public JWK; raises ValueError for private, malformed or unsupported keys."""
         if not isinstance(jwk, Mapping):
             raise ValueError("a JWK is a JSON object")
-        if _PRIVATE_MEMBERS & set(jwk):
+        if isinstance(jwk, AmbiguousObject):
+            raise ValueError("the JWK repeats a member name")
+        if PRIVATE_MEMBERS & set(jwk):
             raise ValueError("JWKs must hold public keys only")
         kty, crv = jwk.get("kty"), jwk.get("crv")
         if kty == "EC":
@@ -80,6 +126,8 @@ class PublicJwk:
             key = Ed25519PublicKey.from_public_bytes(x)
         elif kty == "RSA":
             n, e = b64url_decode(jwk.get("n", "")), b64url_decode(jwk.get("e", ""))
+            if not e or not n:
+                raise ValueError("an RSA key needs n and e")
             modulus = int.from_bytes(n, "big")
             if modulus.bit_length() < _MIN_RSA_BITS:
                 raise ValueError(f"RSA keys need at least {_MIN_RSA_BITS} bits")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from stellaops_signer.domain.errors import ConfigurationError
+from stellaops_signer.domain.errors import ConfigurationError, InvalidRequest
+from stellaops_signer.domain.jcs import canonicalize
 
 #: A lease outlives the longest signing (the functions time out at 29 s): a crashed
 #: invocation frees its concurrency slot within this many seconds.
@@ -45,6 +49,42 @@ class Reservation:
     lease_id: str
     qps_used: int
     daily_used: int
+
+
+_RESERVATION_FIELDS = {f.name: f.type for f in fields(Reservation)}
+_MAC_CONTEXT = b"stellaops-signer-reservation-v1|"
+
+
+def _mac(key: bytes, tenant: str, values: Mapping[str, Any]) -> str:
+    material = canonicalize({"tenant": tenant, **values})
+    return hmac.new(key, _MAC_CONTEXT + material, hashlib.sha256).hexdigest()
+
+
+def seal_reservation(reservation: Reservation, tenant: str, key: bytes) -> dict[str, Any]:
+    """A reservation as it travels between pipeline steps (spec §5.2, §6): its fields, the tenant
+    it was taken for and an HMAC-SHA256 over both, so that it is evidence rather than a claim."""
+    values = asdict(reservation)
+    return {**values, "tenant": tenant, "mac": _mac(key, tenant, values)}
+
+
+def open_reservation(sealed: Any, tenant: str, key: bytes) -> Reservation:
+    """The reservation a pipeline step handed on, if authentic and taken for ``tenant``;
+    raises InvalidRequest for a forged, altered, foreign or malformed one."""
+    if not isinstance(sealed, Mapping) or set(sealed) != {*_RESERVATION_FIELDS, "tenant", "mac"}:
+        raise InvalidRequest("the reservation is malformed")
+    values = {name: sealed[name] for name in _RESERVATION_FIELDS}
+    for name, value in values.items():
+        wanted = int if _RESERVATION_FIELDS[name] == "int" else str
+        if type(value) is not wanted:
+            raise InvalidRequest("the reservation is malformed")
+    mac, claimed_tenant = sealed["mac"], sealed["tenant"]
+    if not isinstance(mac, str) or not isinstance(claimed_tenant, str):
+        raise InvalidRequest("the reservation is malformed")
+    if not hmac.compare_digest(mac, _mac(key, claimed_tenant, values)):
+        raise InvalidRequest("the reservation is not authentic")
+    if claimed_tenant != tenant:
+        raise InvalidRequest("the reservation was taken for another tenant")
+    return Reservation(**values)
 
 
 def utc_day(now: float) -> str:

@@ -6,8 +6,6 @@ environment or the time. Every failure raises InvalidToken.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -15,7 +13,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from stellaops_signer.domain.errors import InvalidToken, SignerError
-from stellaops_signer.domain.jose import KEY_REQUIREMENTS, PublicJwk, b64url_decode
+from stellaops_signer.domain.jose import (
+    KEY_REQUIREMENTS,
+    PRIVATE_MEMBERS,
+    AmbiguousObject,
+    PublicJwk,
+    b64url_decode,
+    sha256_b64url,
+    strict_json,
+)
 
 AUDIENCE = "signer"
 CLOCK_SKEW_SECONDS = 30
@@ -24,27 +30,43 @@ ALLOWED_ALGORITHMS = tuple(KEY_REQUIREMENTS)
 BindingKind = Literal["jkt", "x5t#S256"]
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def sha256_b64url(data: bytes) -> str:
-    return b64url(hashlib.sha256(data).digest())
-
-
 class KeySet:
     """The keys an issuer signs with, looked up by ``kid``."""
 
-    def __init__(self, keys: list[PublicJwk]) -> None:
+    def __init__(self, keys: list[PublicJwk], skipped: tuple[str, ...] = ()) -> None:
         self.keys = keys
+        #: Why each key of the JWKS that cannot be used was left out (for the adapter to log).
+        self.skipped = skipped
         self._by_kid = {k.kid: k for k in keys if k.kid is not None}
 
     @classmethod
-    def from_jwks(cls, jwks: Mapping[str, Any]) -> KeySet:
-        keys = jwks.get("keys")
+    def from_jwks(cls, jwks: Any) -> KeySet:
+        """The usable keys of a JWKS (RFC 7517 §5): unsupported or malformed keys are skipped, so that
+        an issuer publishing, say, a P-521 key beside its P-256 one keeps working. Raises ValueError for
+        a document that is not a JWKS, one without a usable key, or two keys sharing a ``kid`` (which
+        one a token means would be ambiguous)."""
+        keys = jwks.get("keys") if isinstance(jwks, dict) and not isinstance(jwks, AmbiguousObject) else None
         if not isinstance(keys, list) or not keys:
             raise ValueError("a JWKS needs a non-empty 'keys' list")
-        return cls([PublicJwk.parse(k) for k in keys])
+        usable: list[PublicJwk] = []
+        skipped: list[str] = []
+        kids: set[str] = set()
+        for position, member in enumerate(keys):
+            kid = member.get("kid") if isinstance(member, dict) else None
+            if isinstance(kid, str):
+                if kid in kids:
+                    raise ValueError(f"the JWKS has two keys with kid {kid!r}")
+                kids.add(kid)
+            if isinstance(member, dict) and member.get("kty") != "oct" and PRIVATE_MEMBERS & set(member):
+                # not a key to skip: the issuer has published (so leaked) an asymmetric private key
+                raise ValueError("JWKs must hold public keys only")
+            try:
+                usable.append(PublicJwk.parse(member))
+            except (ValueError, TypeError) as exc:
+                skipped.append(f"key {position} ({kid if isinstance(kid, str) else 'no kid'}): {exc}")
+        if not usable:
+            raise ValueError("the JWKS holds no usable key: " + "; ".join(skipped))
+        return cls(usable, tuple(skipped))
 
     def find(self, kid: str | None) -> PublicJwk | None:
         if kid is None:
@@ -91,10 +113,12 @@ class CompactJws:
         if len(parts) != 3:
             raise error("the token is not a compact JWS")
         try:
-            header = json.loads(b64url_decode(parts[0]), parse_constant=_no_constant)
+            header = strict_json(b64url_decode(parts[0]))
             payload, signature = b64url_decode(parts[1]), b64url_decode(parts[2])
-        except (ValueError, UnicodeDecodeError):
-            raise error("the token is not a well-formed JWS") from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise error(
+                "the token is not a well-formed JWS (base64url, JSON with unique member names)"
+            ) from None
         if not isinstance(header, dict):
             raise error("the JWS header is not a JSON object")
         return cls(header, f"{parts[0]}.{parts[1]}".encode("ascii"), payload, signature)
@@ -121,16 +145,12 @@ def verify_jws(
     if not key.verify(alg, jws.signing_input, jws.signature):
         raise error("the signature does not verify")
     try:
-        claims = json.loads(jws.payload, parse_constant=_no_constant)
-    except ValueError:  # includes UnicodeDecodeError
-        raise error("the claims are not JSON") from None
+        claims = strict_json(jws.payload)
+    except (ValueError, RecursionError):  # includes UnicodeDecodeError and repeated member names
+        raise error("the claims are not JSON with unique member names") from None
     if not isinstance(claims, dict):
         raise error("the claims are not a JSON object")
     return header, claims
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")  # NaN and ±Infinity would pass every comparison
 
 
 def check_time_claims(

@@ -8,6 +8,7 @@ certificate (``Bearer``, RFC 8705) or a DPoP key (``DPoP``, RFC 9449). A direct 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from stellaops_signer.domain.binding import Principal, verify_certificate_binding
 from stellaops_signer.domain.dpop import CLOCK_SKEW_SECONDS, NonceKeeper, verify_proof
@@ -59,11 +60,31 @@ class TokenVerifier:
             max_lifetime=self._max_lifetime,
         )
 
-    def authenticate_iam(self, token: str | None) -> Principal:
+    def authenticate_iam(self, token: Any) -> Principal:
         """A direct invocation (IAM-authenticated): the OpTok is verified, the binding is ``iam``."""
-        if not token:
+        if not isinstance(token, str) or not token:
             raise InvalidToken("opToken is required")
         return Principal.from_token(self.verify(token), "iam")
+
+    def confirm(
+        self, claimed: Principal, authorization: str | None, client_cert_pem: str | None
+    ) -> Principal:
+        """The principal of an API Gateway proxy event: its authorizer context, accepted only if the
+        event also carries a valid token for exactly that principal (spec §6). An event shaped like a
+        proxy event but invoked directly, with a context written by hand, is thus never a way around
+        the token. The proof of possession was the authorizer's to check (a DPoP proof is single-use);
+        the mTLS certificate is checked again because it costs nothing. Raises InvalidToken."""
+        scheme, token = parse_authorization(authorization)
+        if scheme != {"mtls": "bearer", "dpop": "dpop"}.get(claimed.binding):
+            raise InvalidToken("the Authorization scheme does not match the authenticated binding")
+        op_token = self.verify(token)
+        if claimed.binding == "mtls":
+            verify_certificate_binding(op_token, client_cert_pem)
+        elif op_token.binding != "jkt":
+            raise InvalidToken("a certificate-bound token must be presented with the Bearer scheme")
+        if Principal.from_token(op_token, claimed.binding) != claimed:
+            raise InvalidToken("the authorizer context does not match the token")
+        return claimed
 
 
 class Authenticator:

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from stellaops_signer.domain.authorization import SIGN_SCOPE, VERIFY_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
-from stellaops_signer.domain.errors import ArtifactTooLarge
-from stellaops_signer.domain.quota import Reservation, seconds_to_next_day
+from stellaops_signer.domain.errors import ArtifactTooLarge, InvalidRequest
+from stellaops_signer.domain.quota import open_reservation, seal_reservation, seconds_to_next_day
 from stellaops_signer.ports import Clock, QuotaStore
 from stellaops_signer.usecases.entitlement import EntitlementChecker
 from stellaops_signer.usecases.meta import RequestMeta
 
 
 class QuotaDesk:
-    def __init__(self, *, entitlements: EntitlementChecker, quotas: QuotaStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        entitlements: EntitlementChecker,
+        quotas: QuotaStore,
+        clock: Clock,
+        reservation_key: Callable[[], bytes],
+    ) -> None:
         self._entitlements = entitlements
         self._quotas = quotas
         self._clock = clock
+        self._reservation_key = reservation_key
 
     def status(self, principal: Principal, poe: str | None, meta: RequestMeta) -> dict[str, Any]:
         """``GET /api/v1/signer/quota``: raises EntitlementDenied, TenantMismatch, InsufficientScope."""
@@ -53,16 +61,24 @@ class QuotaDesk:
             },
         }
 
-    def reserve(self, principal: Principal, poe: str | None, artifact_bytes: int) -> dict[str, Any]:
-        """The pipeline's CheckQuota step: entitlement and a reservation SignDsse then uses."""
+    def reserve(self, principal: Principal, poe: str | None, artifact_bytes: Any) -> dict[str, Any]:
+        """The pipeline's CheckQuota step: entitlement and a sealed reservation SignDsse then uses
+        (once). Raises InvalidRequest, InsufficientScope, EntitlementDenied, ArtifactTooLarge,
+        PlanThrottled, QuotaExhausted."""
         authorize(principal, (SIGN_SCOPE,), None)
+        if type(artifact_bytes) is not int or artifact_bytes < 0:
+            raise InvalidRequest("artifactBytes must be a non-negative integer")
         entitlement = self._entitlements.check(poe, principal)
-        if artifact_bytes > entitlement.plan.maxArtifactBytes:
-            raise ArtifactTooLarge(f"the request is {artifact_bytes} bytes; the plan allows less")
+        limit = entitlement.plan.maxArtifactBytes
+        if artifact_bytes > limit:
+            raise ArtifactTooLarge(f"the request is {artifact_bytes} bytes; the plan allows {limit}")
         reservation = self._quotas.reserve(entitlement.license_id, entitlement.plan)
-        return {"reservation": dataclasses.asdict(reservation), "plan": entitlement.plan_name}
+        sealed = seal_reservation(reservation, principal.tenant, self._reservation_key())
+        return {"reservation": sealed, "plan": entitlement.plan_name}
 
-    def release(self, reservation: Reservation, *, refund: bool) -> dict[str, Any]:
-        """The pipeline's compensation: give back what a failed execution reserved."""
-        self._quotas.release(reservation, refund=refund)
-        return {"released": True}
+    def release(self, principal: Principal, sealed: Any) -> dict[str, Any]:
+        """The pipeline's compensation: give back what a failed execution reserved. Only an authentic
+        reservation of the caller's tenant, and only once: ``released`` says whether this call gave
+        the units back (False: given back before, or its signing succeeded). Raises InvalidRequest."""
+        reservation = open_reservation(sealed, principal.tenant, self._reservation_key())
+        return {"released": self._quotas.release(reservation, refund=True)}

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.entitlement import Entitlement, verify_poe
-from stellaops_signer.domain.errors import EntitlementDenied, EntitlementUnavailable
+from stellaops_signer.domain.errors import EntitlementDenied
 from stellaops_signer.domain.quota import Plan
 from stellaops_signer.domain.tokens import CompactJws
 from stellaops_signer.ports import Cache, Clock, KeySetSource
@@ -16,7 +15,7 @@ from stellaops_signer.ports import Cache, Clock, KeySetSource
 
 class EntitlementChecker:
     """Verifies PoEs against the Licensing keys; with an introspection endpoint, confirms them
-    online (RFC 7662 style) and caches the answer by ``SHA-256(PoE)`` for at most
+    online (RFC 7662 style) and caches the answer by the PoE's identity (spec §5.1) for at most
     ``min(PoeCacheTtlSeconds, exp − now)``."""
 
     def __init__(
@@ -26,7 +25,7 @@ class EntitlementChecker:
         issuer: str,
         plans: Mapping[str, Plan],
         clock: Clock,
-        introspect: Callable[[str], Mapping[str, Any]] | None = None,
+        introspect: Callable[[str], bool] | None = None,
         cache: Cache | None = None,
         cache_ttl: int = 300,
     ) -> None:
@@ -45,10 +44,7 @@ class EntitlementChecker:
         if not poe:
             raise EntitlementDenied("a Proof-of-Entitlement is required")
         jws = CompactJws.parse(poe, EntitlementDenied)
-        try:
-            keys = self._keys.key_set(jws.kid)
-        except Exception as exc:  # the Licensing keys cannot be had: not the caller's fault
-            raise EntitlementUnavailable("the Licensing keys are unavailable") from exc
+        keys = self._keys.key_set(jws.kid)  # raises EntitlementUnavailable when it cannot be had
         now = self._clock.now()
         entitlement = verify_poe(
             poe, keys, issuer=self._issuer, now=now, principal=principal, plans=self._plans, parsed=jws
@@ -66,13 +62,9 @@ class EntitlementChecker:
             return local[1]
         cached = self._cache.get(key) if self._cache else None
         if cached is not None:
-            return bool(cached.get("active"))
+            return cached.get("active") is True
         assert self._introspect is not None
-        try:
-            answer = self._introspect(poe)
-        except Exception as exc:  # unreachable, 5xx, malformed: and nothing valid cached
-            raise EntitlementUnavailable("the licence cannot be confirmed online now") from exc
-        active = answer.get("active") is True and not answer.get("revoked", False)
+        active = self._introspect(poe)  # raises EntitlementUnavailable: and nothing valid is cached
         if ttl > 0:
             if self._cache:
                 self._cache.put(key, {"active": active}, ttl)

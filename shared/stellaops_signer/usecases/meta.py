@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from stellaops_signer.domain.sizing import LAMBDA_RESPONSE_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class RequestMeta:
@@ -19,6 +21,8 @@ class RequestMeta:
     body_bytes: int = 0
     #: SHA-256 of the request body: what an Idempotency-Key's retries must repeat.
     body_sha256: str = ""
+    #: The most an answer may weigh on its way back (None: it travels by reference, spec §6).
+    carrier_limit: int | None = LAMBDA_RESPONSE_BYTES
     #: The Lambda context (remaining time), when there is one.
     lambda_context: Any = None
     started: float = field(default_factory=time.perf_counter)

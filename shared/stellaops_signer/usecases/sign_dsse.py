@@ -6,15 +6,15 @@ import base64
 import hashlib
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stellaops_signer.domain.audit import AuditRecord, iso_time
+from stellaops_signer.domain.audit import AuditRecord, Decision, iso_time
 from stellaops_signer.domain.authorization import SIGN_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae
-from stellaops_signer.domain.entitlement import Entitlement, poe_digest
+from stellaops_signer.domain.entitlement import Entitlement, poe_identity_of
 from stellaops_signer.domain.errors import (
     ArtifactTooLarge,
     InternalError,
@@ -24,7 +24,8 @@ from stellaops_signer.domain.errors import (
 )
 from stellaops_signer.domain.jcs import canonicalize
 from stellaops_signer.domain.predicates import PredicateCatalogue
-from stellaops_signer.domain.quota import Reservation, policy_block, rate_limit_headers
+from stellaops_signer.domain.quota import Reservation, open_reservation, policy_block, rate_limit_headers
+from stellaops_signer.domain.sizing import answer_bytes, check_fits, envelope_bytes
 from stellaops_signer.domain.statement import SignRequest, Statement
 from stellaops_signer.observability import MetricUnit, count, logger
 from stellaops_signer.ports import AuditLog, Clock, Idempotency, KeySigner, QuotaStore
@@ -42,6 +43,20 @@ __all__ = ["RequestMeta", "SignDsse", "SignResult", "keys_document"]
 class SignResult:
     body: dict[str, Any]
     headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one request got to before it succeeded or was refused: for its audit record, and so
+    that whatever it reserved is given back."""
+
+    audit_id: str
+    parsed: SignRequest | None = None
+    entitlement: Entitlement | None = None
+    #: The reservation this request took itself (given back on any refusal).
+    own: Reservation | None = None
+    #: The reservation a pipeline step took (its compensation gives it back).
+    handed: Reservation | None = None
 
 
 class SignDsse:
@@ -62,7 +77,9 @@ class SignDsse:
         entitlements: EntitlementChecker,
         quotas: QuotaStore,
         idempotency: Callable[[], Idempotency] | None = None,
+        reservation_key: Callable[[], bytes] | None = None,
         default_mode: str = "kms",
+        max_attestation_bytes: int = 0,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self._signer = signer
@@ -73,7 +90,9 @@ class SignDsse:
         self._entitlements = entitlements
         self._quotas = quotas
         self._idempotency = idempotency
+        self._reservation_key = reservation_key
         self._default_mode = default_mode
+        self._max_attestation = max_attestation_bytes
         self._new_id = new_id
 
     def __call__(
@@ -81,125 +100,160 @@ class SignDsse:
         principal: Principal,
         request: Callable[[], SignRequest],
         meta: RequestMeta,
-        reservation: Reservation | None = None,
+        reservation: Mapping[str, Any] | None = None,
     ) -> SignResult:
         """Sign a request; ``request`` parses lazily so that a malformed body is audited too.
 
-        ``reservation`` is one a pipeline step already took (check_quota): this call frees its
-        lease after signing, and leaves a failure's refund to the pipeline's ReleaseQuota step;
-        otherwise the request reserves, and gives back, its own. With an Idempotency-Key a
-        retry with the same body gets the first answer again, uncharged (spec §5.4). Raises
-        the SignerError of the first rule broken, after auditing the denial.
+        ``reservation`` is a sealed one a pipeline step took (check_quota): authentic, for this
+        tenant and licence, used once; a failure leaves its refund to the pipeline's ReleaseQuota
+        step. Otherwise the request reserves, and gives back, its own. With an Idempotency-Key,
+        a retry with the same body gets the first answer again, uncharged, once it passed the
+        same gates (spec §5.4). Raises the SignerError of the first rule broken, after auditing.
         """
-        if meta.idempotency_key and self._idempotency is not None:
-            if not 1 <= len(meta.idempotency_key) <= 255:
-                raise InvalidRequest("Idempotency-Key must be 1 to 255 characters")
-            key = f"{principal.tenant}#{meta.idempotency_key}"
+        attempt = _Attempt(self._new_id())
+        try:
+            return self._run(principal, request, meta, reservation, attempt)
+        except Exception as error:  # whatever failed: what was reserved goes back, the refusal is audited
+            if attempt.own is not None:
+                self._quotas.release(attempt.own, refund=True)
+            refusal = error if isinstance(error, SignerError) else InternalError("unexpected error")
+            self._record_denial(principal, meta, attempt, refusal)
+            raise
 
-            computed: list[bool] = []
-
-            def first() -> dict[str, Any]:
-                computed.append(True)
-                result = self._sign_once(principal, request, meta, reservation)
-                return {"body": result.body, "headers": result.headers}
-
-            stored = self._idempotency().run(key, meta.body_sha256, first, meta.lambda_context)
-            if not computed and reservation is not None:  # a replay: the pipeline's units go back
-                self._quotas.release(reservation, refund=True)
-            return SignResult(body=stored["body"], headers=stored["headers"])
-        return self._sign_once(principal, request, meta, reservation)
-
-    def _sign_once(
+    def _run(
         self,
         principal: Principal,
         request: Callable[[], SignRequest],
         meta: RequestMeta,
-        reservation: Reservation | None,
+        sealed: Mapping[str, Any] | None,
+        attempt: _Attempt,
     ) -> SignResult:
-        audit_id = self._new_id()
-        parsed: SignRequest | None = None
-        entitlement: Entitlement | None = None
-        held = reservation
-        try:
-            authorize(principal, (SIGN_SCOPE,), meta.tenant_header)  # what they may do
-            parsed = request()
-            statement = Statement.build(parsed, self._catalogue)
-            mode = parsed.options.signingMode or self._default_mode
-            if mode != "kms":
-                raise InvalidRequest("keyless signing is not enabled on this installation")
-            entitlement = self._entitlements.check(parsed.poe.value, principal)  # that they are entitled
-            if meta.body_bytes > entitlement.plan.maxArtifactBytes:
-                limit = entitlement.plan.maxArtifactBytes
-                raise ArtifactTooLarge(f"the request is {meta.body_bytes} bytes; the plan allows {limit}")
-            if held is None:  # that the plan allows it now
-                held = self._quotas.reserve(entitlement.license_id, entitlement.plan)
-            release = self._releases.verify(parsed.scannerImageDigest)  # that the scanner is genuine
-            if not release.trusted:
-                raise ReleaseUntrusted(f"scanner {parsed.scannerImageDigest}: {release.reason}")
-            entitlement.covers_release(release.release_year)
-            envelope = self._sign(statement)
-            bundle = {
-                "dsse": envelope.to_json(),
-                "mode": mode,
-                "signingIdentity": {
-                    "keyId": self._signer.key_ref,
-                    "algorithm": "ECDSA_P256_SHA256",
-                    "publicKeyPem": self._signer.public_key_pem,
-                },
-            }
-            bundle_sha256 = hashlib.sha256(canonicalize(bundle)).hexdigest()
-            self._audit.record(
-                self._record(
-                    audit_id,
-                    principal,
-                    parsed,
-                    meta,
-                    "allow",
-                    entitlement,
-                    key_id=self._signer.key_ref,
-                    mode=mode,
-                    bundle_sha256=bundle_sha256,
-                )
+        # 1. What they may do: scope, and the tenant header.
+        authorize(principal, (SIGN_SCOPE,), meta.tenant_header)
+        # 2. What they ask: the request, its Statement, and an answer that can be delivered (§3.2).
+        attempt.parsed = parsed = request()
+        statement = Statement.build(parsed, self._catalogue)
+        mode = parsed.options.signingMode or self._default_mode
+        if mode != "kms":
+            raise InvalidRequest("keyless signing is not enabled on this installation")
+        envelope_size = envelope_bytes(IN_TOTO_PAYLOAD_TYPE, len(statement.payload), self._signer.keyid)
+        answer_size = answer_bytes(envelope_size, sigstore=parsed.options.returnBundle == "sigstore")
+        check_fits(
+            envelope_size,
+            answer_size,
+            carrier_limit=meta.carrier_limit,
+            max_attestation=self._max_attestation,
+        )
+        # 3. That they are entitled (revocation included) and the request fits the plan.
+        attempt.entitlement = entitlement = self._entitlements.check(parsed.poe.value, principal)
+        if meta.body_bytes > entitlement.plan.maxArtifactBytes:
+            limit = entitlement.plan.maxArtifactBytes
+            raise ArtifactTooLarge(f"the request is {meta.body_bytes} bytes; the plan allows {limit}")
+        if sealed is not None:
+            attempt.handed = self._open(sealed, principal, entitlement)
+        # 4. A retry of an Idempotency-Key gets the first answer, now that it passed every gate.
+        if meta.idempotency_key and self._idempotency is not None:
+            if not 1 <= len(meta.idempotency_key) <= 255:
+                raise InvalidRequest("Idempotency-Key must be 1 to 255 characters")
+            answer, replayed = self._idempotency().run(
+                principal.tenant,
+                meta.idempotency_key,
+                meta.body_sha256,
+                lambda: _stored(self._sign(principal, statement, parsed, entitlement, mode, meta, attempt)),
+                answer_bytes=answer_size,
+                lambda_context=meta.lambda_context,
             )
-        except Exception as error:  # whatever failed, the units go back and the refusal is audited
-            if held is not None and reservation is None:  # a pipeline's own compensation releases its
-                self._quotas.release(held, refund=True)
-            refusal = error if isinstance(error, SignerError) else InternalError("unexpected error")
-            self._record_denial(audit_id, principal, parsed, meta, refusal, entitlement)
-            raise
+            result = SignResult(body=answer["body"], headers=answer["headers"])
+            if replayed:
+                if attempt.handed is not None:  # the pipeline's units go back: a replay is not charged
+                    self._quotas.release(attempt.handed, refund=True)
+                self._audit.record(
+                    self._record(
+                        principal, meta, attempt, "replay", replay_of=str(result.body.get("auditId", ""))
+                    )
+                )
+                return SignResult(body=result.body, headers={**result.headers, "Idempotent-Replayed": "true"})
+            return result
+        return self._sign(principal, statement, parsed, entitlement, mode, meta, attempt)
+
+    def _open(self, sealed: Mapping[str, Any], principal: Principal, entitlement: Entitlement) -> Reservation:
+        """A pipeline's reservation: authentic, this tenant's and this licence's (spec §5.2)."""
+        if self._reservation_key is None:
+            raise InvalidRequest("this entry point takes no reservation")
+        reservation = open_reservation(sealed, principal.tenant, self._reservation_key())
+        if reservation.license_id != entitlement.license_id:
+            raise InvalidRequest("the reservation was taken for another licence")
+        return reservation
+
+    def _sign(
+        self,
+        principal: Principal,
+        statement: Statement,
+        parsed: SignRequest,
+        entitlement: Entitlement,
+        mode: str,
+        meta: RequestMeta,
+        attempt: _Attempt,
+    ) -> SignResult:
+        # 5. That the plan allows it now: a reservation of one's own, or the pipeline's, used once.
+        if attempt.handed is not None:
+            self._quotas.claim(attempt.handed)
+            held = attempt.handed
+        else:
+            held = attempt.own = self._quotas.reserve(entitlement.license_id, entitlement.plan)
+        # 6. That the scanner is a genuine release the licence covers.
+        release = self._releases.verify(parsed.scannerImageDigest)
+        if not release.trusted:
+            raise ReleaseUntrusted(f"scanner {parsed.scannerImageDigest}: {release.reason}")
+        entitlement.covers_release(release.release_year)
+        # 7. The signature, checked locally by the signer before it is returned.
+        envelope = Envelope(
+            IN_TOTO_PAYLOAD_TYPE,
+            statement.payload,
+            (Signature(self._signer.keyid, self._signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, statement.payload))),),
+        )
+        bundle = kms_bundle(envelope, self._signer, mode)
+        bundle_sha256 = hashlib.sha256(canonicalize(bundle)).hexdigest()
+        # 8. The audit record, before anything leaves; then the lease is freed.
+        self._audit.record(
+            self._record(
+                principal,
+                meta,
+                attempt,
+                "allow",
+                key_id=self._signer.key_ref,
+                mode=mode,
+                bundle_sha256=bundle_sha256,
+            )
+        )
+        attempt.own = None  # signed: nothing to give back any more
         self._quotas.release(held, refund=False)
         count("SigningLatency", (time.perf_counter() - meta.started) * 1000, MetricUnit.Milliseconds)
         count("KeyUsage.kms")
-        body: dict[str, Any] = {"bundle": bundle}
-        if parsed.options.returnBundle == "sigstore":
-            body["sigstoreBundle"] = sigstore_bundle(envelope)
-        body.update(
+        # 9. The answer.
+        body = answer_body(
+            bundle,
+            sigstore=sigstore_bundle(envelope) if parsed.options.returnBundle == "sigstore" else None,
             policy=policy_block(entitlement.plan_name, entitlement.license_id, entitlement.plan, held),
-            auditId=audit_id,
-            bundleSha256=bundle_sha256,
+            audit_id=attempt.audit_id,
+            bundle_sha256=bundle_sha256,
         )
-        return SignResult(body=body, headers=rate_limit_headers(entitlement.plan, held.qps_used))
-
-    def _sign(self, statement: Statement) -> Envelope:
-        signature = self._signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, statement.payload))
-        return Envelope(IN_TOTO_PAYLOAD_TYPE, statement.payload, (Signature(self._signer.keyid, signature),))
+        return SignResult(body, rate_limit_headers(entitlement.plan, held.qps_used))
 
     def _record(
-        self,
-        audit_id: str,
-        principal: Principal,
-        request: SignRequest | None,
-        meta: RequestMeta,
-        decision: str,
-        entitlement: Entitlement | None = None,
-        **fields: Any,
+        self, principal: Principal, meta: RequestMeta, attempt: _Attempt, decision: Decision, **fields: Any
     ) -> AuditRecord:
         extra: dict[str, Any] = {}
+        entitlement, request = attempt.entitlement, attempt.parsed
         if entitlement is not None:
-            extra.update(license_id=entitlement.license_id, plan=entitlement.plan_name)
+            extra.update(
+                license_id=entitlement.license_id,
+                plan=entitlement.plan_name,
+                poe_sha256=entitlement.poe_sha256,
+            )
         if request is not None:
+            extra.setdefault("poe_sha256", poe_identity_of(request.poe.value))
             extra |= {
-                "poe_sha256": poe_digest(request.poe.value),
                 "scanner_digest": request.scannerImageDigest,
                 "predicate_type": request.predicateType,
                 "subject_digests": tuple(
@@ -207,10 +261,10 @@ class SignDsse:
                 )[:64],
             }
         return AuditRecord(
-            audit_id=audit_id,
+            audit_id=attempt.audit_id,
             time=iso_time(self._clock.now()),
             route=meta.route,
-            decision=decision,  # type: ignore[arg-type]
+            decision=decision,
             correlation_id=meta.correlation_id,
             latency_ms=int((time.perf_counter() - meta.started) * 1000),
             tenant=principal.tenant,
@@ -223,20 +277,46 @@ class SignDsse:
         )
 
     def _record_denial(
-        self,
-        audit_id: str,
-        principal: Principal,
-        request: SignRequest | None,
-        meta: RequestMeta,
-        error: SignerError,
-        entitlement: Entitlement | None = None,
+        self, principal: Principal, meta: RequestMeta, attempt: _Attempt, error: SignerError
     ) -> None:
         try:
-            self._audit.record(
-                self._record(audit_id, principal, request, meta, "deny", entitlement, error_code=error.code)
-            )
+            self._audit.record(self._record(principal, meta, attempt, "deny", error_code=error.code))
         except SignerError:
-            logger.warning("denial not audited", extra={"code": error.code, "auditId": audit_id})
+            logger.warning("denial not audited", extra={"code": error.code, "auditId": attempt.audit_id})
+
+
+def _stored(result: SignResult) -> dict[str, Any]:
+    """What the idempotency store keeps for the retries."""
+    return {"body": result.body, "headers": result.headers}
+
+
+def kms_bundle(envelope: Envelope, signer: KeySigner, mode: str) -> dict[str, Any]:
+    """The §3.2 ``bundle`` of a KMS signature."""
+    return {
+        "dsse": envelope.to_json(),
+        "mode": mode,
+        "signingIdentity": {
+            "keyId": signer.key_ref,
+            "algorithm": "ECDSA_P256_SHA256",
+            "publicKeyPem": signer.public_key_pem,
+        },
+    }
+
+
+def answer_body(
+    bundle: dict[str, Any],
+    *,
+    sigstore: dict[str, Any] | None,
+    policy: dict[str, Any],
+    audit_id: str,
+    bundle_sha256: str,
+) -> dict[str, Any]:
+    """The §3.2 200 body."""
+    body: dict[str, Any] = {"bundle": bundle}
+    if sigstore is not None:
+        body["sigstoreBundle"] = sigstore
+    body.update(policy=policy, auditId=audit_id, bundleSha256=bundle_sha256)
+    return body
 
 
 SIGSTORE_BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
