@@ -6,6 +6,8 @@ PascalCase so that Step Functions ``Retry``/``Catch`` can match ``errorType`` (Â
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 
@@ -114,3 +116,18 @@ class InternalError(SignerError):
 
 class ConfigurationError(Exception):
     """A missing or malformed setting: stops the cold start (never reaches a caller as a 4xx)."""
+
+
+@contextmanager
+def on_refusal(compensate: Callable[[SignerError], None]) -> Iterator[None]:
+    """Run ``compensate`` with the refusal (an unexpected exception counts as ``internal_error``)
+    before it propagates: how a use case gives back what it reserved and audits a denial, in one
+    place. It translates nothing: the original exception is re-raised."""
+    try:
+        yield
+    except SignerError as error:
+        compensate(error)
+        raise
+    except Exception:
+        compensate(InternalError("unexpected error"))
+        raise

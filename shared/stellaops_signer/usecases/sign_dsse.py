@@ -17,10 +17,10 @@ from stellaops_signer.domain.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signatu
 from stellaops_signer.domain.entitlement import Entitlement, poe_identity_of
 from stellaops_signer.domain.errors import (
     ArtifactTooLarge,
-    InternalError,
     InvalidRequest,
     ReleaseUntrusted,
     SignerError,
+    on_refusal,
 )
 from stellaops_signer.domain.jcs import canonicalize
 from stellaops_signer.domain.predicates import PredicateCatalogue
@@ -111,14 +111,14 @@ class SignDsse:
         same gates (spec §5.4). Raises the SignerError of the first rule broken, after auditing.
         """
         attempt = _Attempt(self._new_id())
-        try:
-            return self._run(principal, request, meta, reservation, attempt)
-        except Exception as error:  # whatever failed: what was reserved goes back, the refusal is audited
+
+        def give_back_and_audit(refusal: SignerError) -> None:
             if attempt.own is not None:
                 self._quotas.release(attempt.own, refund=True)
-            refusal = error if isinstance(error, SignerError) else InternalError("unexpected error")
             self._record_denial(principal, meta, attempt, refusal)
-            raise
+
+        with on_refusal(give_back_and_audit):
+            return self._run(principal, request, meta, reservation, attempt)
 
     def _run(
         self,

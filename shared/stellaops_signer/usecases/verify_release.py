@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from stellaops_signer.domain.audit import AuditRecord, iso_time
 from stellaops_signer.domain.authorization import SIGN_SCOPE, VERIFY_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
-from stellaops_signer.domain.errors import InternalError, InvalidRequest, ReleaseUntrusted, SignerError
+from stellaops_signer.domain.errors import InvalidRequest, ReleaseUntrusted, SignerError, on_refusal
 from stellaops_signer.domain.release import ReleaseVerdict, TrustedKey, evaluate, trust_configuration_hash
 from stellaops_signer.observability import count, logger
 from stellaops_signer.ports import AuditLog, Cache, Clock, SignatureSource
@@ -118,19 +118,13 @@ class ReleaseQuery:
     def __call__(
         self, principal: Principal, digest: str | None, repository: str | None, meta: RequestMeta
     ) -> ReleaseVerdict:
-        verdict: ReleaseVerdict | None = None
-        error: SignerError | None = None
-        try:
+        with on_refusal(lambda refusal: self._record(principal, digest, meta, None, refusal)):
             authorize(principal, (SIGN_SCOPE, VERIFY_SCOPE), meta.tenant_header)
             if not isinstance(digest, str) or not _IMAGE_DIGEST.fullmatch(digest):
                 raise InvalidRequest("digest must be sha256:<64 lowercase hex>")
             verdict = self._verifier.verify(digest, repository)
-            return verdict
-        except Exception as refused:
-            error = refused if isinstance(refused, SignerError) else InternalError("unexpected error")
-            raise
-        finally:
-            self._record(principal, digest, meta, verdict, error)
+        self._record(principal, digest, meta, verdict, None)
+        return verdict
 
     def _record(
         self,
