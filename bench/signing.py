@@ -182,10 +182,13 @@ def pipeline(binding: str, authority: Any, cert: Any, poe: str, fakes: bool = Fa
     sign_event["body"] = json.dumps(
         {**json.loads(sign_event["body"]), "poe": {"format": "jwt", "value": poe}}
     )
+    sign_event["requestContext"]["identity"]["clientCert"]["clientCertPem"] = cert.pem()
     key = DpopKey()
     cnf = {"jkt": key.thumbprint} if binding == "dpop" else {"x5t#S256": certificate_thumbprint(cert.pem())}
     token = authority.mint(authority.claims_for("scanner-1", cnf=cnf))
     authorizer_event["headers"]["Authorization"] = f"{'DPoP' if binding == 'dpop' else 'Bearer'} {token}"
+    # API Gateway hands the function the request's own headers: the token the function verifies again.
+    sign_event["headers"]["Authorization"] = authorizer_event["headers"]["Authorization"]
     nonce: list[str | None] = [None]
     proofs: list[str] = []
 
