@@ -12,7 +12,7 @@ from typing import Any
 from stellaops_signer import http
 from stellaops_signer.domain.statement import SignRequest
 from stellaops_signer.observability import logger, metrics
-from stellaops_signer.usecases.sign_dsse import RequestMeta, keys_document
+from stellaops_signer.usecases.sign_dsse import RequestMeta
 from stellaops_signer.wiring import container
 
 
@@ -34,8 +34,7 @@ def sign(request: http.ApiRequest) -> http.Answer:
 
 
 def keys(request: http.ApiRequest) -> http.Answer:
-    signer = container()
-    return http.Answer(keys_document(signer.key_signer, signer.release_verifier.trusted_keys))
+    return http.Answer(container().keys_document())
 
 
 ROUTES = {("POST", http.SIGN_PATH): sign, ("GET", http.KEYS_PATH): keys}

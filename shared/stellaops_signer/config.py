@@ -33,6 +33,12 @@ ENVIRONMENT = {
     "allowed_predicate_types": "SIGNER_ALLOWED_PREDICATE_TYPES",
     "require_dpop_nonce": "SIGNER_REQUIRE_DPOP_NONCE",
     "fulcio_url": "SIGNER_FULCIO_URL",
+    "fulcio_root_certificates": "SIGNER_FULCIO_ROOT_CERTIFICATES",
+    "keyless_key_reuse_seconds": "SIGNER_KEYLESS_KEY_REUSE_SECONDS",
+    "keyless_identity_token_url": "SIGNER_KEYLESS_IDENTITY_TOKEN_URL",
+    "keyless_client_secret_arn": "SIGNER_KEYLESS_CLIENT_SECRET_ARN",
+    "timestamp_authority_url": "SIGNER_TIMESTAMP_AUTHORITY_URL",
+    "timestamp_authority_certificates": "SIGNER_TIMESTAMP_AUTHORITY_CERTIFICATES",
     "default_signing_mode": "SIGNER_DEFAULT_SIGNING_MODE",
     "max_token_lifetime_seconds": "SIGNER_MAX_TOKEN_LIFETIME_SECONDS",
     "dpop_nonce_ttl_seconds": "SIGNER_DPOP_NONCE_TTL_SECONDS",
@@ -61,6 +67,8 @@ _BOUNDED = {
     "poe_cache_ttl_seconds": (0, 86400),
     "audit_retention_days": (1, 36500),
     "max_attestation_bytes": (0, 10 * 1024 * 1024),
+    # a Fulcio certificate lives 10 minutes: a reuse window must end well before it does
+    "keyless_key_reuse_seconds": (0, 300),
 }
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SIGNING_MODES = ("kms", "keyless")
@@ -89,6 +97,13 @@ class Settings:
     allowed_predicate_types: tuple[str, ...] = DEFAULT_PREDICATE_TYPES
     require_dpop_nonce: bool = True
     fulcio_url: str = ""
+    fulcio_root_certificates: str = ""
+    #: 0: a fresh key and certificate per signing (decision 0012).
+    keyless_key_reuse_seconds: int = 0
+    keyless_identity_token_url: str = ""
+    keyless_client_secret_arn: str = ""
+    timestamp_authority_url: str = ""
+    timestamp_authority_certificates: str = ""
     default_signing_mode: str = "kms"
     max_token_lifetime_seconds: int = 600
     dpop_nonce_ttl_seconds: int = 300

@@ -9,6 +9,7 @@ if TYPE_CHECKING:  # annotations only: importing the ports costs nothing at cold
     from stellaops_signer.domain.audit import AuditRecord
     from stellaops_signer.domain.quota import Plan, Reservation
     from stellaops_signer.domain.release import CandidateSignature
+    from stellaops_signer.domain.signing import SignedBy
     from stellaops_signer.domain.tokens import KeySet
 
 
@@ -36,6 +37,28 @@ class KeySigner(Protocol):
 
     def sign(self, message: bytes) -> bytes:
         """DER ECDSA signature over SHA-256(message); raises SigningUnavailable."""
+        ...
+
+
+class EnvelopeSigner(Protocol):
+    """Signs a DSSE PAE in one mode (``kms`` or ``keyless``); the signature is verified locally first."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def keyid_hint(self) -> str:
+        """A keyid of the length this signer's envelopes carry (the size rule needs it before signing)."""
+        ...
+
+    def sign(self, message: bytes) -> SignedBy:
+        """Raises SigningUnavailable."""
+        ...
+
+
+class Timestamper(Protocol):
+    def timestamp(self, signature: bytes) -> bytes:
+        """The DER RFC 3161 TimeStampResp over SHA-256(signature), verified; raises SigningUnavailable."""
         ...
 
 

@@ -20,7 +20,16 @@ if TYPE_CHECKING:  # the use cases are imported by the functions that use them, 
     from stellaops_signer.domain.binding import Principal
     from stellaops_signer.domain.errors import SignerError
     from stellaops_signer.http import ApiRequest
-    from stellaops_signer.ports import AuditLog, Clock, Idempotency, KeySetSource, KeySigner, QuotaStore
+    from stellaops_signer.ports import (
+        AuditLog,
+        Clock,
+        EnvelopeSigner,
+        Idempotency,
+        KeySetSource,
+        KeySigner,
+        QuotaStore,
+        Timestamper,
+    )
     from stellaops_signer.usecases.authenticate import Authenticator, TokenVerifier
     from stellaops_signer.usecases.check_quota import QuotaDesk
     from stellaops_signer.usecases.entitlement import EntitlementChecker
@@ -268,12 +277,144 @@ class Container:
         return ReleaseQuery(verifier=self.release_verifier, audit=self.audit, clock=self.clock)
 
     @cached_property
+    def envelope_signers(self) -> dict[str, EnvelopeSigner]:
+        """The signing modes this installation offers: KMS always, keyless with ``FulcioUrl``."""
+        from stellaops_signer.adapters.kms import KmsEnvelopeSigner
+
+        signers: dict[str, EnvelopeSigner] = {"kms": KmsEnvelopeSigner(self.key_signer)}
+        if self.settings.fulcio_url:
+            signers["keyless"] = self.keyless_signer
+        return signers
+
+    @cached_property
+    def keyless_signer(self) -> EnvelopeSigner:
+        from stellaops_signer.adapters.keyless import ClientCredentialsIdentity, FulcioClient, KeylessSigner
+
+        settings = self.settings
+        settings.require(
+            "fulcio_url",
+            "fulcio_root_certificates",
+            "keyless_identity_token_url",
+            "keyless_client_secret_arn",
+        )
+        return KeylessSigner(
+            fulcio=FulcioClient(self._service_url(settings.fulcio_url, "SIGNER_FULCIO_URL")),
+            identity=ClientCredentialsIdentity(
+                self._service_url(settings.keyless_identity_token_url, "SIGNER_KEYLESS_IDENTITY_TOKEN_URL"),
+                lambda: self.keyless_credentials,
+                self.clock,
+            ),
+            trusted=self.fulcio_certificates,
+            clock=self.clock,
+            reuse_seconds=settings.keyless_key_reuse_seconds,
+        )
+
+    @cached_property
+    def fulcio_certificates(self) -> tuple[Any, ...]:
+        from stellaops_signer.domain.errors import ConfigurationError
+        from stellaops_signer.domain.keyless import parse_certificates, roots_of
+
+        certificates = parse_certificates(
+            self.settings.fulcio_root_certificates, "SIGNER_FULCIO_ROOT_CERTIFICATES"
+        )
+        if not roots_of(certificates):
+            raise ConfigurationError(
+                "SIGNER_FULCIO_ROOT_CERTIFICATES needs the keyless CA's root certificate"
+            )
+        return certificates
+
+    @cached_property
+    def keyless_credentials(self) -> tuple[str, str]:
+        """The Signer's own client id and secret at the Authority (Secrets Manager, JSON)."""
+        from stellaops_signer.adapters.secrets import read_secret
+        from stellaops_signer.domain.errors import ConfigurationError
+
+        arn = self.settings.keyless_client_secret_arn
+        try:
+            value = json.loads(read_secret(self.client("secretsmanager"), arn))
+            client_id, secret = value["clientId"], value["clientSecret"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigurationError(
+                f"the secret {arn} must be JSON with clientId and clientSecret"
+            ) from None
+        if not isinstance(client_id, str) or not isinstance(secret, str) or not client_id or not secret:
+            raise ConfigurationError(f"the secret {arn} must be JSON with clientId and clientSecret")
+        return client_id, secret
+
+    @cached_property
+    def timestamper(self) -> Timestamper | None:
+        from stellaops_signer.adapters.timestamps import Rfc3161Timestamper
+        from stellaops_signer.domain.keyless import parse_certificates
+
+        settings = self.settings
+        if not settings.timestamp_authority_url:
+            return None
+        settings.require("timestamp_authority_certificates")
+        certificates = parse_certificates(
+            settings.timestamp_authority_certificates, "SIGNER_TIMESTAMP_AUTHORITY_CERTIFICATES"
+        )
+        try:
+            return Rfc3161Timestamper(
+                self._service_url(settings.timestamp_authority_url, "SIGNER_TIMESTAMP_AUTHORITY_URL"),
+                certificates,
+                self.clock,
+            )
+        except ValueError as exc:
+            from stellaops_signer.domain.errors import ConfigurationError
+
+            raise ConfigurationError(str(exc)) from None
+
+    def _service_url(self, url: str, variable: str) -> str:
+        """HTTPS only; plain HTTP to loopback under the registries' explicit test switch (spec §5.5)."""
+        from urllib.parse import urlsplit
+
+        from stellaops_signer.domain.errors import ConfigurationError
+
+        parts = urlsplit(url)
+        loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+        if parts.scheme == "https" or (
+            parts.scheme == "http" and loopback and self.settings.registry_insecure_loopback
+        ):
+            return url
+        raise ConfigurationError(f"{variable} must be an https:// URL")
+
+    def keys_document(self) -> dict[str, Any]:
+        """``GET /keys`` (spec §3.5)."""
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        from stellaops_signer.domain.keyless import parse_certificates
+        from stellaops_signer.usecases.sign_dsse import keys_document
+
+        settings = self.settings
+
+        def pems(text: str, variable: str) -> list[str]:
+            return [c.public_bytes(Encoding.PEM).decode("ascii") for c in parse_certificates(text, variable)]
+
+        keyless = (
+            pems(settings.fulcio_root_certificates, "SIGNER_FULCIO_ROOT_CERTIFICATES")
+            if settings.fulcio_url
+            else []
+        )
+        tsa = (
+            pems(settings.timestamp_authority_certificates, "SIGNER_TIMESTAMP_AUTHORITY_CERTIFICATES")
+            if settings.timestamp_authority_url
+            else []
+        )
+        return keys_document(
+            self.key_signer,
+            self.release_verifier.trusted_keys,
+            keyless_authorities=keyless,
+            timestamp_authorities=tsa,
+        )
+
+    @cached_property
     def sign_dsse(self) -> SignDsse:
         from stellaops_signer.domain.predicates import PredicateCatalogue
         from stellaops_signer.usecases.sign_dsse import SignDsse
 
         return SignDsse(
-            signer=self.key_signer,
+            signers=self.envelope_signers,
+            timestamper=self.timestamper,
             audit=self.audit,
             catalogue=PredicateCatalogue(self.settings.allowed_predicate_types),
             clock=self.clock,

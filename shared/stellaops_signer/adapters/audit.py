@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.audit import AuditRecord
 from stellaops_signer.domain.errors import AuditUnavailable
 
@@ -35,7 +34,7 @@ class DynamoDbAuditLog:
             self._client.put_item(
                 TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
             )
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_FAILURES as exc:
             raise AuditUnavailable("the audit record could not be stored") from exc
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
 
@@ -23,14 +22,18 @@ class DynamoDbCache:
     def get(self, key: str) -> dict[str, Any] | None:
         try:
             item = self._client.get_item(TableName=self._table, Key={"pk": {"S": key}}).get("Item")
-        except (ClientError, BotoCoreError):
+        except AWS_FAILURES:
             logger.warning("cache read failed", extra={"table": self._table})
             return None
-        # DynamoDB deletes expired items lazily (within days): the expiry is checked here too.
-        if not item or int(item["expiresAt"]["N"]) <= self._clock.now():
+        try:
+            # DynamoDB deletes expired items lazily (within days): the expiry is checked here too.
+            if not item or int(item["expiresAt"]["N"]) <= self._clock.now():
+                return None
+            value = json.loads(item["value"]["S"])
+        except (KeyError, TypeError, ValueError):  # an item of another shape is no answer: a miss
+            logger.warning("cache item malformed", extra={"table": self._table})
             return None
-        value: dict[str, Any] = json.loads(item["value"]["S"])
-        return value
+        return value if isinstance(value, dict) else None
 
     def put(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
         item = {
@@ -40,7 +43,7 @@ class DynamoDbCache:
         }
         try:
             self._client.put_item(TableName=self._table, Item=item)
-        except (ClientError, BotoCoreError):
+        except AWS_FAILURES:
             logger.warning("cache write failed", extra={"table": self._table})
 
 

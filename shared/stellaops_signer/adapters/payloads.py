@@ -7,8 +7,7 @@ import hashlib
 import uuid
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.errors import SigningUnavailable
 
 _S3_URI_PREFIX = "s3://"
@@ -32,7 +31,7 @@ class S3PayloadStore:
                 ContentType="application/json",
                 ChecksumAlgorithm="SHA256",
             )
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_FAILURES as exc:
             raise SigningUnavailable("the result could not be stored") from exc
         return {"s3Uri": f"{_S3_URI_PREFIX}{self._bucket}/{key}", "sha256": digest, "size": len(data)}
 
@@ -57,7 +56,7 @@ class S3PayloadStore:
             raise SigningUnavailable("a stored answer's reference is malformed")
         try:
             data: bytes = self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_FAILURES as exc:
             raise SigningUnavailable("a stored answer cannot be read back") from exc
         if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
             raise SigningUnavailable("a stored answer does not match its digest")

@@ -12,16 +12,11 @@ import random
 import uuid
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from stellaops_signer.adapters.aws import AWS_FAILURES, is_conditional_failure
 from stellaops_signer.domain.errors import InvalidRequest, PlanThrottled, QuotaExhausted, SigningUnavailable
 from stellaops_signer.domain.quota import LEASE_SECONDS, Plan, Reservation, seconds_to_next_day, utc_day
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
-
-
-def _conditional_failure(error: ClientError) -> bool:
-    return bool(error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
 class DynamoDbQuotaStore:
@@ -31,26 +26,31 @@ class DynamoDbQuotaStore:
         self._clock = clock
 
     def reserve(self, license_id: str, plan: Plan) -> Reservation:
-        """Take one QPS unit, one daily unit and one lease; raises PlanThrottled or QuotaExhausted."""
+        """Take one QPS unit, one daily unit and one lease; raises PlanThrottled or QuotaExhausted,
+        or SigningUnavailable when the store fails — having given back whatever it took before."""
         now = self._clock.now()
         second, day = int(now), utc_day(now)
         qps_key, day_key = f"qps#{license_id}#{second}", f"day#{license_id}#{day}"
         qps_used = self._count(qps_key, plan.qps, expires_at=second + 60)
         if qps_used is None:
             raise PlanThrottled("the plan's requests per second are used up", headers=_retry(1, plan.qps))
-        daily_used = self._count(day_key, plan.dailySignatures, expires_at=second + 2 * 86400)
-        if daily_used is None:
-            self._refund(qps_key)
-            reset = seconds_to_next_day(now)
-            headers = _retry(reset, plan.dailySignatures)
-            raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
-        lease_id = str(uuid.uuid4())
-        slot = self._lease(license_id, plan.concurrency, lease_id, now)
-        if slot is None:
-            self._refund(qps_key)
-            self._refund(day_key)
-            headers = _retry(1, plan.concurrency)
-            raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
+        taken = [qps_key]
+        try:
+            daily_used = self._count(day_key, plan.dailySignatures, expires_at=second + 2 * 86400)
+            if daily_used is None:
+                reset = seconds_to_next_day(now)
+                headers = _retry(reset, plan.dailySignatures)
+                raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
+            taken.append(day_key)
+            lease_id = str(uuid.uuid4())
+            slot = self._lease(license_id, plan.concurrency, lease_id, now)
+            if slot is None:
+                headers = _retry(1, plan.concurrency)
+                raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
+        except (PlanThrottled, QuotaExhausted, SigningUnavailable):
+            for key in taken:
+                self._refund(key)
+            raise
         return Reservation(license_id, second, day, slot, lease_id, qps_used, daily_used)
 
     def claim(self, reservation: Reservation) -> None:
@@ -66,11 +66,9 @@ class DynamoDbQuotaStore:
                 ),
                 ExpressionAttributeValues={":id": {"S": reservation.lease_id}, ":yes": {"BOOL": True}},
             )
-        except ClientError as error:
-            if _conditional_failure(error):
+        except AWS_FAILURES as error:
+            if is_conditional_failure(error):
                 raise InvalidRequest("the reservation was already used, given back or has lapsed") from None
-            raise SigningUnavailable("the quota store is unavailable") from error
-        except BotoCoreError as error:
             raise SigningUnavailable("the quota store is unavailable") from error
 
     def release(self, reservation: Reservation, *, refund: bool) -> bool:
@@ -89,14 +87,11 @@ class DynamoDbQuotaStore:
                     ":how": {"S": "refunded" if refund else "signed"},
                 },
             )
-        except ClientError as error:
-            if not _conditional_failure(error):  # else: closed before, or the lease lapsed and is reused
+        except AWS_FAILURES as error:
+            if not is_conditional_failure(error):  # else: closed before, or the lease lapsed and is reused
                 logger.warning(
                     "reservation release failed; its lease expires by itself", extra={"code": "quota"}
                 )
-            return False
-        except BotoCoreError:
-            logger.warning("reservation release failed; its lease expires by itself", extra={"code": "quota"})
             return False
         if refund:
             self._refund(f"qps#{reservation.license_id}#{reservation.second}")
@@ -116,9 +111,12 @@ class DynamoDbQuotaStore:
             answer = self._client.batch_get_item(
                 RequestItems={self._table: {"Keys": [{"pk": {"S": k}} for k in keys], "ConsistentRead": True}}
             )
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_FAILURES as exc:
             raise SigningUnavailable("the quota store is unavailable") from exc
-        items = {i["pk"]["S"]: i for i in answer.get("Responses", {}).get(self._table, [])}
+        try:
+            items = {i["pk"]["S"]: i for i in answer.get("Responses", {}).get(self._table, [])}
+        except (AttributeError, KeyError, TypeError):
+            raise SigningUnavailable("the quota store answered something malformed") from None
 
         def count(key: str) -> int:
             return int(items[key]["n"]["N"]) if key in items else 0
@@ -147,13 +145,15 @@ class DynamoDbQuotaStore:
                 },
                 ReturnValues="UPDATED_NEW",
             )
-        except ClientError as error:
-            if _conditional_failure(error):
+        except AWS_FAILURES as error:
+            if is_conditional_failure(error):
                 return None
             raise SigningUnavailable("the quota store is unavailable") from error
-        except BotoCoreError as error:
-            raise SigningUnavailable("the quota store is unavailable") from error
-        return int(answer["Attributes"]["n"]["N"])
+        try:
+            return int(answer["Attributes"]["n"]["N"])
+        except (KeyError, TypeError, ValueError):  # the write happened; its answer is unreadable
+            self._refund(key)
+            raise SigningUnavailable("the quota store answered something malformed") from None
 
     def _lease(self, license_id: str, slots: int, lease_id: str, now: float) -> int | None:
         """Take a free or expired slot, starting at a random one; None when all are held."""
@@ -175,11 +175,9 @@ class DynamoDbQuotaStore:
                     ExpressionAttributeValues={":now": {"N": str(int(now))}},
                 )
                 return slot
-            except ClientError as error:
-                if not _conditional_failure(error):
+            except AWS_FAILURES as error:
+                if not is_conditional_failure(error):
                     raise SigningUnavailable("the quota store is unavailable") from error
-            except BotoCoreError as error:
-                raise SigningUnavailable("the quota store is unavailable") from error
         return None
 
     def _refund(self, key: str) -> None:
@@ -191,8 +189,9 @@ class DynamoDbQuotaStore:
                 ConditionExpression="n > :zero",
                 ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
             )
-        except (ClientError, BotoCoreError):
-            logger.warning("quota refund failed", extra={"code": "quota"})
+        except AWS_FAILURES as error:
+            if not is_conditional_failure(error):
+                logger.warning("quota refund failed", extra={"code": "quota"})
 
 
 def _retry(seconds: int, limit: int) -> dict[str, str]:

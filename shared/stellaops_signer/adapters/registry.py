@@ -66,6 +66,12 @@ _ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+#: IPv4-mapped (RFC 4291), IPv4-translated (RFC 2765) and NAT64 well-known (RFC 6052) prefixes.
+_IPV4_IN_LAST_32_BITS = tuple(
+    ipaddress.IPv6Network(prefix) for prefix in ("::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96")
+)
+#: IPv4-compatible (RFC 4291 §2.5.5.1, deprecated) and local-use NAT64 (RFC 8215).
+_NEVER_PUBLIC_V6 = tuple(ipaddress.IPv6Network(prefix) for prefix in ("::/96", "64:ff9b:1::/48"))
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -85,10 +91,18 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 def is_public_address(address: str) -> bool:
     """False for loopback, private, link-local (the 169.254.169.254 metadata service), shared,
-    reserved and unique-local (fd00:ec2::254) addresses, also behind an IPv4-mapped IPv6 form."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    reserved and unique-local (fd00:ec2::254) addresses, also behind an IPv6 form that carries
+    an IPv4 address: mapped, translated, NAT64 (through a VPC's NAT64 gateway ``64:ff9b::a00:7``
+    is 10.0.0.7) and 6to4. IPv4-compatible and local-use NAT64 addresses are never public
+    (obsolete, or mapped as the site decides)."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in network for network in _NEVER_PUBLIC_V6):
+            return False
+        if any(ip in network for network in _IPV4_IN_LAST_32_BITS):
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFF_FFFF)
+        elif ip.sixtofour is not None:
+            ip = ip.sixtofour
     return bool(ip.is_global) and not ip.is_multicast
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from stellaops_signer.adapters.aws import AWS_FAILURES, is_conditional_failure
 from stellaops_signer.domain.errors import InvalidDpopProof
 
 
@@ -24,11 +23,9 @@ class DynamoDbReplayStore:
                 Item={"pk": {"S": f"dpop#{key}"}, "expiresAt": {"N": str(expires_at)}},
                 ConditionExpression="attribute_not_exists(pk)",
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        except AWS_FAILURES as exc:  # fail closed: an unchecked proof is refused
+            if is_conditional_failure(exc):
                 raise InvalidDpopProof("the DPoP proof was already used") from None
-            raise InvalidDpopProof("the DPoP proof could not be checked for replay") from exc
-        except BotoCoreError as exc:  # fail closed: an unchecked proof is refused
             raise InvalidDpopProof("the DPoP proof could not be checked for replay") from exc
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.errors import ConfigurationError
 
 
@@ -13,7 +12,7 @@ def read_secret(client: Any, secret_id: str) -> bytes:
     """The secret's value as bytes; a missing or unreadable secret stops the cold start."""
     try:
         answer = client.get_secret_value(SecretId=secret_id)
-    except (ClientError, BotoCoreError) as exc:
+    except AWS_FAILURES as exc:
         raise ConfigurationError(f"the secret {secret_id} cannot be read") from exc
     value = answer.get("SecretBinary") or answer.get("SecretString", "").encode("utf-8")
     if not value:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,10 +67,22 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN and ±Infinity would pass every comparison
 
 
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e400 is no NaN/Infinity literal, yet reads as Infinity
+        raise ValueError(f"{literal} is beyond the range of a double")
+    return value
+
+
 def strict_json(data: str | bytes) -> Any:
-    """JSON as JOSE must read it: duplicate member names and NaN/Infinity refused, so that no two
-    parsers (the Authority's and ours) can read one header or claims set two ways. Raises ValueError."""
-    return json.loads(data, object_pairs_hook=_unique_members, parse_constant=_no_constant)
+    """JSON as JOSE must read it: octets as UTF-8 only (RFC 7515 §5.2, RFC 7519 §7.2; ``json.loads``
+    would also take UTF-16, UTF-32 and a BOM), duplicate member names and NaN/Infinity refused, so that
+    no two parsers (the Authority's and ours) can read one header or claims set two ways. Raises
+    ValueError (UnicodeDecodeError is one)."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    return json.loads(
+        text, object_pairs_hook=_unique_members, parse_constant=_no_constant, parse_float=_finite_float
+    )
 
 
 class AmbiguousObject(dict[str, Any]):
@@ -84,7 +97,9 @@ def _flag_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def tolerant_json(data: str | bytes) -> Any:
     """JSON where an object with duplicate names becomes an ``AmbiguousObject`` instead of failing the
     whole document: a JWKS with one such key stays usable for its other keys. Raises ValueError."""
-    return json.loads(data, object_pairs_hook=_flag_duplicates, parse_constant=_no_constant)
+    return json.loads(
+        data, object_pairs_hook=_flag_duplicates, parse_constant=_no_constant, parse_float=_finite_float
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ class KeySet:
                 if kid in kids:
                     raise ValueError(f"the JWKS has two keys with kid {kid!r}")
                 kids.add(kid)
-            if isinstance(member, dict) and member.get("kty") != "oct" and PRIVATE_MEMBERS & set(member):
+            if isinstance(member, dict) and PRIVATE_MEMBERS & (set(member) - _skippable_secret(member)):
                 # not a key to skip: the issuer has published (so leaked) an asymmetric private key
                 raise ValueError("JWKs must hold public keys only")
             try:
@@ -72,6 +72,13 @@ class KeySet:
         if kid is None:
             return self.keys[0] if len(self.keys) == 1 else None
         return self._by_kid.get(kid)
+
+
+def _skippable_secret(jwk: dict[str, Any]) -> set[str]:
+    """An ``oct`` key's ``k`` is a secret the JWKS should not hold, but no asymmetric key: skipped, not
+    fatal. ``d``, ``p``, ``q``… are asymmetric private members whatever ``kty`` says (it may even be
+    repeated, one reader taking ``EC`` and another ``oct``), so they always refuse the document."""
+    return {"k"} if jwk.get("kty") == "oct" else set()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from stellaops_signer.domain.audit import AuditRecord, Decision, iso_time
 from stellaops_signer.domain.authorization import SIGN_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
+from stellaops_signer.domain.bundles import answer_body, bundle_digest, signer_bundle, sigstore_bundle
 from stellaops_signer.domain.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, Signature, pae
 from stellaops_signer.domain.entitlement import Entitlement, poe_identity_of
 from stellaops_signer.domain.errors import (
@@ -22,13 +22,20 @@ from stellaops_signer.domain.errors import (
     SignerError,
     on_refusal,
 )
-from stellaops_signer.domain.jcs import canonicalize
 from stellaops_signer.domain.predicates import PredicateCatalogue
 from stellaops_signer.domain.quota import Reservation, open_reservation, policy_block, rate_limit_headers
 from stellaops_signer.domain.sizing import answer_bytes, check_fits, envelope_bytes
 from stellaops_signer.domain.statement import SignRequest, Statement
 from stellaops_signer.observability import MetricUnit, count, logger
-from stellaops_signer.ports import AuditLog, Clock, Idempotency, KeySigner, QuotaStore
+from stellaops_signer.ports import (
+    AuditLog,
+    Clock,
+    EnvelopeSigner,
+    Idempotency,
+    KeySigner,
+    QuotaStore,
+    Timestamper,
+)
 from stellaops_signer.usecases.meta import RequestMeta
 
 if TYPE_CHECKING:
@@ -69,7 +76,7 @@ class SignDsse:
     def __init__(
         self,
         *,
-        signer: KeySigner,
+        signers: Mapping[str, EnvelopeSigner],
         audit: AuditLog,
         catalogue: PredicateCatalogue,
         clock: Clock,
@@ -78,11 +85,13 @@ class SignDsse:
         quotas: QuotaStore,
         idempotency: Callable[[], Idempotency] | None = None,
         reservation_key: Callable[[], bytes] | None = None,
+        timestamper: Timestamper | None = None,
         default_mode: str = "kms",
         max_attestation_bytes: int = 0,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
-        self._signer = signer
+        self._signers = signers
+        self._timestamper = timestamper
         self._audit = audit
         self._catalogue = catalogue
         self._clock = clock
@@ -134,9 +143,10 @@ class SignDsse:
         attempt.parsed = parsed = request()
         statement = Statement.build(parsed, self._catalogue)
         mode = parsed.options.signingMode or self._default_mode
-        if mode != "kms":
-            raise InvalidRequest("keyless signing is not enabled on this installation")
-        envelope_size = envelope_bytes(IN_TOTO_PAYLOAD_TYPE, len(statement.payload), self._signer.keyid)
+        signer = self._signers.get(mode)
+        if signer is None:
+            raise InvalidRequest(f"{mode} signing is not enabled on this installation")
+        envelope_size = envelope_bytes(IN_TOTO_PAYLOAD_TYPE, len(statement.payload), signer.keyid_hint)
         answer_size = answer_bytes(envelope_size, sigstore=parsed.options.returnBundle == "sigstore")
         check_fits(
             envelope_size,
@@ -159,7 +169,7 @@ class SignDsse:
                 principal.tenant,
                 meta.idempotency_key,
                 meta.body_sha256,
-                lambda: _stored(self._sign(principal, statement, parsed, entitlement, mode, meta, attempt)),
+                lambda: _stored(self._sign(principal, statement, parsed, entitlement, signer, meta, attempt)),
                 answer_bytes=answer_size,
                 lambda_context=meta.lambda_context,
             )
@@ -174,7 +184,7 @@ class SignDsse:
                 )
                 return SignResult(body=result.body, headers={**result.headers, "Idempotent-Replayed": "true"})
             return result
-        return self._sign(principal, statement, parsed, entitlement, mode, meta, attempt)
+        return self._sign(principal, statement, parsed, entitlement, signer, meta, attempt)
 
     def _open(self, sealed: Mapping[str, Any], principal: Principal, entitlement: Entitlement) -> Reservation:
         """A pipeline's reservation: authentic, this tenant's and this licence's (spec §5.2)."""
@@ -191,7 +201,7 @@ class SignDsse:
         statement: Statement,
         parsed: SignRequest,
         entitlement: Entitlement,
-        mode: str,
+        signer: EnvelopeSigner,
         meta: RequestMeta,
         attempt: _Attempt,
     ) -> SignResult:
@@ -206,37 +216,41 @@ class SignDsse:
         if not release.trusted:
             raise ReleaseUntrusted(f"scanner {parsed.scannerImageDigest}: {release.reason}")
         entitlement.covers_release(release.release_year)
-        # 7. The signature, checked locally by the signer before it is returned.
+        # 7. The signature over the PAE, verified by its signer before it is returned.
+        signed = signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, statement.payload))
         envelope = Envelope(
-            IN_TOTO_PAYLOAD_TYPE,
-            statement.payload,
-            (Signature(self._signer.keyid, self._signer.sign(pae(IN_TOTO_PAYLOAD_TYPE, statement.payload))),),
+            IN_TOTO_PAYLOAD_TYPE, statement.payload, (Signature(signed.keyid, signed.signature),)
         )
-        bundle = kms_bundle(envelope, self._signer, mode)
-        bundle_sha256 = hashlib.sha256(canonicalize(bundle)).hexdigest()
-        # 8. The audit record, before anything leaves; then the lease is freed.
+        # 8. A trusted time for the signature, when a timestamp authority is configured.
+        timestamps = (self._timestamper.timestamp(signed.signature),) if self._timestamper else ()
+        bundle = signer_bundle(envelope, signed, signer.mode, timestamps)
+        digest = bundle_digest(bundle)
+        # 9. The audit record, before anything leaves; then the lease is freed.
         self._audit.record(
             self._record(
                 principal,
                 meta,
                 attempt,
                 "allow",
-                key_id=self._signer.key_ref,
-                mode=mode,
-                bundle_sha256=bundle_sha256,
+                key_id=signed.key_ref,
+                certificate_serial=signed.certificate_serial,
+                mode=signer.mode,
+                bundle_sha256=digest,
             )
         )
         attempt.own = None  # signed: nothing to give back any more
         self._quotas.release(held, refund=False)
         count("SigningLatency", (time.perf_counter() - meta.started) * 1000, MetricUnit.Milliseconds)
-        count("KeyUsage.kms")
-        # 9. The answer.
+        count(f"KeyUsage.{signer.mode}")
+        # 10. The answer.
         body = answer_body(
             bundle,
-            sigstore=sigstore_bundle(envelope) if parsed.options.returnBundle == "sigstore" else None,
+            sigstore=sigstore_bundle(envelope, signed, timestamps)
+            if parsed.options.returnBundle == "sigstore"
+            else None,
             policy=policy_block(entitlement.plan_name, entitlement.license_id, entitlement.plan, held),
             audit_id=attempt.audit_id,
-            bundle_sha256=bundle_sha256,
+            bundle_sha256=digest,
         )
         return SignResult(body, rate_limit_headers(entitlement.plan, held.qps_used))
 
@@ -290,56 +304,15 @@ def _stored(result: SignResult) -> dict[str, Any]:
     return {"body": result.body, "headers": result.headers}
 
 
-def kms_bundle(envelope: Envelope, signer: KeySigner, mode: str) -> dict[str, Any]:
-    """The §3.2 ``bundle`` of a KMS signature."""
-    return {
-        "dsse": envelope.to_json(),
-        "mode": mode,
-        "signingIdentity": {
-            "keyId": signer.key_ref,
-            "algorithm": "ECDSA_P256_SHA256",
-            "publicKeyPem": signer.public_key_pem,
-        },
-    }
-
-
-def answer_body(
-    bundle: dict[str, Any],
+def keys_document(
+    signer: KeySigner,
+    release_keys: Sequence[TrustedKey] = (),
     *,
-    sigstore: dict[str, Any] | None,
-    policy: dict[str, Any],
-    audit_id: str,
-    bundle_sha256: str,
+    keyless_authorities: Sequence[str] = (),
+    timestamp_authorities: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The §3.2 200 body."""
-    body: dict[str, Any] = {"bundle": bundle}
-    if sigstore is not None:
-        body["sigstoreBundle"] = sigstore
-    body.update(policy=policy, auditId=audit_id, bundleSha256=bundle_sha256)
-    return body
-
-
-SIGSTORE_BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-
-
-def sigstore_bundle(envelope: Envelope) -> dict[str, Any]:
-    """A Sigstore bundle v0.3 around the same envelope (spec §5.5), KMS mode: the verifier finds
-    the key by ``verificationMaterial.publicKey.hint`` (the keyid /keys publishes). No
-    transparency-log entry: the Attestor logs the envelope to Rekor downstream."""
-    document = envelope.to_json()
-    return {
-        "mediaType": SIGSTORE_BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {
-            "publicKey": {"hint": envelope.signatures[0].keyid},
-            "tlogEntries": [],
-            "timestampVerificationData": {"rfc3161Timestamps": []},
-        },
-        "dsseEnvelope": document,
-    }
-
-
-def keys_document(signer: KeySigner, release_keys: Sequence[TrustedKey] = ()) -> dict[str, Any]:
-    """Verification material for offline verifiers (spec §3.5)."""
+    """Verification material for offline verifiers (spec §3.5): the KMS key, the keyless CA's roots
+    and intermediates (PEM), the timestamp authority's chain (PEM) and the release keys."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
     public_key: Any = load_pem_public_key(signer.public_key_pem.encode("ascii"))
@@ -366,7 +339,13 @@ def keys_document(signer: KeySigner, release_keys: Sequence[TrustedKey] = ()) ->
                 },
             }
         ],
-        "keyless": {"enabled": False, "certificateAuthorities": []},
+        "keyless": {
+            "enabled": bool(keyless_authorities),
+            "certificateAuthorities": list(keyless_authorities),
+        },
+        "timestampAuthorities": [{"certificates": list(timestamp_authorities)}]
+        if timestamp_authorities
+        else [],
         "releaseKeys": [
             {
                 "keyid": key.keyid,
