@@ -5,16 +5,26 @@
 proof header (RFC 9449 §5) the OpTok is bound to the proof's key (``cnf.jkt``, token type
 ``DPoP``); without one, to the certificate (``cnf.x5t#S256``, token type ``Bearer``). The
 registered clients decide tenant, installation and the scopes a client may ask for.
+
+The Signer itself is a second kind of client (spec §4 ``KeylessIdentityTokenUrl``): it
+authenticates with a client secret (RFC 6749 §2.3.1, form fields or HTTP Basic) and receives,
+beside its access token, an OIDC identity token (OpenID Connect Core §2) for Fulcio —
+``aud`` "sigstore", subject and verified email ``signer@stellaops.local``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
+import secrets
 import time
 import uuid
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import jwt
 from cryptography import x509
@@ -29,6 +39,11 @@ from stellaops_signer.domain.errors import InvalidDpopProof
 ISSUER = "https://authority.stellaops.local"
 TOKEN_LIFETIME = 300
 
+#: The Signer's own client (client-secret authentication) and the identity its id_token names.
+SIGNER_CLIENT_ID = "stellaops-signer"
+SIGNER_IDENTITY = "signer@stellaops.local"
+SIGSTORE_AUDIENCE = "sigstore"
+
 #: client id (certificate CN) → what the Authority knows of it.
 CLIENTS: dict[str, dict[str, Any]] = {
     "scanner-1": {"tid": "tenant-a", "inst": "inst-1", "scopes": {"signer.sign", "signer.verify"}},
@@ -42,6 +57,7 @@ class LocalAuthority:
         self.issuer = issuer
         issuer_key = IssuerKey(key_path)
         self.key, self.kid, self.jwks = issuer_key.key, issuer_key.kid, issuer_key.jwks
+        self.signer_client_secret = _client_secret(key_path.with_name(key_path.stem + ".signer-secret"))
 
     def mint(self, claims: Mapping[str, Any], *, headers: Mapping[str, Any] | None = None) -> str:
         """Sign arbitrary claims with the Authority key (tests use it to craft bad tokens too)."""
@@ -111,6 +127,70 @@ class LocalAuthority:
             "scope": claims["scope"],
         }
 
+    def identity_token_claims(self, now: float | None = None) -> dict[str, Any]:
+        """The Signer's OIDC identity token for Fulcio (OpenID Connect Core §2): five minutes."""
+        now = int(now if now is not None else time.time())
+        return {
+            "iss": self.issuer,
+            "aud": SIGSTORE_AUDIENCE,
+            "sub": SIGNER_IDENTITY,
+            "email": SIGNER_IDENTITY,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + TOKEN_LIFETIME,
+        }
+
+    def token_for_client_secret(self, client_id: str, client_secret: str) -> dict[str, Any]:
+        """The client-credentials grant for the Signer (RFC 6749 §4.4, secret per §2.3.1): an
+        access token and an id_token, or ``{"error": "invalid_client"}`` (§5.2)."""
+        secret_matches = hmac.compare_digest(client_secret.encode(), self.signer_client_secret.encode())
+        if client_id != SIGNER_CLIENT_ID or not secret_matches:
+            return {"error": "invalid_client"}
+        identity = self.identity_token_claims()
+        access = {**identity, "client_id": client_id, "jti": str(uuid.uuid4())}
+        return {
+            "access_token": self.mint(access),
+            "id_token": self.mint(identity),
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME,
+        }
+
+
+def _client_secret(path: Path) -> str:
+    """The Signer's client secret: created once beside the Authority key (0600), then reread, so
+    every process that opens the same Authority (stack, tests) agrees on it."""
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(32)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+def _secret_credentials(form: Mapping[str, list[str]], authorization: str | None) -> tuple[str, str] | None:
+    """``(client_id, client_secret)`` from HTTP Basic or the form body (RFC 6749 §2.3.1), or None
+    if the request uses neither (then it is the mTLS path). Raises ValueError for a request that
+    uses both or a Basic header that does not decode."""
+    basic = None
+    if authorization is not None and authorization[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as error:
+            raise ValueError("malformed Basic credentials") from error
+        client_id, separator, client_secret = decoded.partition(":")
+        if not separator:
+            raise ValueError("malformed Basic credentials")
+        # §2.3.1: both are application/x-www-form-urlencoded before Basic encoding.
+        basic = unquote_plus(client_id), unquote_plus(client_secret)
+    in_form = "client_secret" in form or form.get("client_id") == [SIGNER_CLIENT_ID]
+    if basic is not None and "client_secret" in form:
+        raise ValueError("more than one client authentication method")  # §2.3
+    if basic is not None:
+        return basic
+    if in_form:
+        return form.get("client_id", [""])[0], form.get("client_secret", [""])[0]
+    return None
+
 
 def handler_for(authority: LocalAuthority, base_url: str) -> type[BaseHTTPRequestHandler]:
     class AuthorityHandler(JsonHandler):
@@ -126,6 +206,19 @@ def handler_for(authority: LocalAuthority, base_url: str) -> type[BaseHTTPReques
                 return self.send_json(404, {"error": "not_found"})
             if form.get("grant_type") != ["client_credentials"]:
                 return self.send_json(400, {"error": "unsupported_grant_type"})
+            authorization = self.headers.get("Authorization")
+            try:
+                credentials = _secret_credentials(form, authorization)
+            except ValueError as error:
+                return self.send_json(400, {"error": "invalid_request", "error_description": str(error)})
+            if credentials is not None:
+                answer = authority.token_for_client_secret(*credentials)
+                if "error" not in answer:
+                    return self.send_json(200, answer)
+                # RFC 6749 §5.2: a client that tried HTTP Basic gets a Basic challenge with its 401.
+                basic = authorization is not None and authorization[:6].lower() == "basic "
+                challenge = {"WWW-Authenticate": 'Basic realm="stellaops"'} if basic else {}
+                return self.send_json(401, answer, headers=challenge)
             cert_pem = peer_certificate_pem(self)
             if cert_pem is None:
                 return self.send_json(401, {"error": "invalid_client"})

@@ -10,7 +10,6 @@ file's digest.
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 import sys
@@ -18,13 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from local.dpop import DpopKey
 from local.scanner_release import SCANNER_DIGEST
+from local.verify import Refused, verify_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The scanner release the local stack publishes, signs and trusts.
@@ -86,14 +82,27 @@ class SignerClient:
             return answer
         return answer
 
-    def sign_file(self, path: Path, predicate_type: str, predicate: dict[str, Any]) -> dict[str, Any]:
+    def sign_file(
+        self,
+        path: Path,
+        predicate_type: str,
+        predicate: dict[str, Any],
+        *,
+        mode: str | None = None,
+        bundle: str = "dsse",
+    ) -> dict[str, Any]:
+        """Sign ``path``, then verify the answer offline against the published keys (``local.verify``)."""
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        options: dict[str, str] = {"returnBundle": bundle}
+        if mode:
+            options["signingMode"] = mode
         body = {
             "subject": [{"name": path.name, "digest": {"sha256": digest}}],
             "predicateType": predicate_type,
             "predicate": predicate,
             "scannerImageDigest": LOCAL_SCANNER_DIGEST,
             "poe": self.poe(),
+            "options": options,
         }
         token = self.token()
         answer = self.call("POST", "/api/v1/signer/sign/dsse", token, json=body)
@@ -101,30 +110,11 @@ class SignerClient:
             raise SystemExit(f"signing refused: {answer.status_code} {answer.text}")
         result: dict[str, Any] = answer.json()
         keys = self.call("GET", "/api/v1/signer/keys", token).json()
-        verify_bundle(result["bundle"], keys, expected_sha256=digest, name=path.name)
-        return result
-
-
-def verify_bundle(bundle: dict[str, Any], keys: dict[str, Any], *, expected_sha256: str, name: str) -> None:
-    """Verify the DSSE signature (PAE, ECDSA P-256/SHA-256) and that the Statement names the file."""
-    envelope = bundle["dsse"]
-    payload = base64.b64decode(envelope["payload"])
-    payload_type = envelope["payloadType"].encode()
-    pae = b"DSSEv1 %d %b %d %b" % (len(payload_type), payload_type, len(payload), payload)
-    published = {k["keyid"]: k for k in keys["keys"]}
-    for signature in envelope["signatures"]:
-        key = published.get(signature["keyid"])
-        if key is None:
-            raise SystemExit(f"signature by unpublished key {signature['keyid']}")
-        public_key = load_pem_public_key(key["publicKeyPem"].encode())
-        assert isinstance(public_key, ec.EllipticCurvePublicKey)
         try:
-            public_key.verify(base64.b64decode(signature["sig"]), pae, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            raise SystemExit("the DSSE signature does not verify") from None
-    statement = json.loads(payload)
-    if statement["subject"] != [{"name": name, "digest": {"sha256": expected_sha256}}]:
-        raise SystemExit("the signed Statement does not name this file")
+            verify_answer(result, keys, [path])
+        except Refused as refused:
+            raise SystemExit(f"the answer does not verify: {refused}") from None
+        return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,8 +128,20 @@ def main(argv: list[str] | None = None) -> None:
     sign.add_argument("--predicate-type", default="stella.ops/evidence@v1")
     sign.add_argument("--predicate", type=Path, help="JSON file with the predicate (default: file facts)")
     sign.add_argument("--out", type=Path, help="write the whole answer here")
-    sub.add_parser("keys", help="print the verification keys")
+    sign.add_argument("--mode", choices=("kms", "keyless"), help="signing mode (default: the installation's)")
+    sign.add_argument(
+        "--bundle", choices=("dsse", "sigstore"), default="dsse", help="also ask for a Sigstore bundle"
+    )
+    sub.add_parser("keys", help="print the verification keys (save them for verify --keys)")
+    check = sub.add_parser("verify", help="verify a saved answer offline against a saved /keys document")
+    check.add_argument("answer", type=Path, help="the answer saved by sign --out")
+    check.add_argument("files", type=Path, nargs="*", help="files whose SHA-256 must be among the subjects")
+    check.add_argument(
+        "--keys", type=Path, required=True, help="the /keys document saved by the keys command"
+    )
     args = parser.parse_args(argv)
+    if args.command == "verify":
+        raise SystemExit(_verify(args.answer, args.keys, args.files))
     client = SignerClient(json.loads(args.stack.read_text()), args.client, args.binding)
     if args.command == "keys":
         print(json.dumps(client.call("GET", "/api/v1/signer/keys", client.token()).json(), indent=2))
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.predicate
         else {"file": args.file.name, "size": args.file.stat().st_size}
     )
-    result = client.sign_file(args.file, args.predicate_type, predicate)
+    result = client.sign_file(args.file, args.predicate_type, predicate, mode=args.mode, bundle=args.bundle)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     summary = {
@@ -160,6 +162,20 @@ def main(argv: list[str] | None = None) -> None:
     }
     json.dump(summary, sys.stdout, indent=2)
     print()
+
+
+def _verify(answer: Path, keys: Path, files: list[Path]) -> int:
+    """``signer-client verify``: one line, exit 0 when verified, 1 with the reason when not."""
+    try:
+        verified = verify_answer(json.loads(answer.read_text()), json.loads(keys.read_text()), files)
+    except Refused as refused:
+        print(f"refused: {refused}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as error:
+        print(f"refused: cannot read the inputs: {error}", file=sys.stderr)
+        return 2
+    print(verified.summary())
+    return 0
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ resources) exactly as CloudFormation would, with local parameter values.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -113,6 +114,11 @@ class Provisioner:
 
     def _secretsmanager_secret(self, logical_id: str, props: Mapping[str, Any]) -> None:
         secret = base64.b64encode(os.urandom(32)).decode()
+        generate = props.get("GenerateSecretString") or {}
+        if "SecretStringTemplate" in generate:  # CloudFormation: the template's JSON plus the generated key
+            secret = json.dumps(
+                {**json.loads(generate["SecretStringTemplate"]), generate["GenerateStringKey"]: secret}
+            )
         arn = self.client("secretsmanager").create_secret(Name=logical_id, SecretString=secret)["ARN"]
         self.physical[logical_id] = {"Ref": arn, "Arn": arn, "Id": arn}
 

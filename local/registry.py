@@ -1,4 +1,4 @@
-"""A small in-process OCI registry (distribution spec v1.1) on 127.0.0.1 over plain HTTP.
+"""A small in-process OCI registry (distribution spec v1.1) on 127.0.0.1 over plain HTTP or HTTPS.
 
 It stands in for a registry WITH the Referrers API, which Debian's docker-registry 2.8 lacks
 (spec §10): the tests and the local stack push releases to it and the Signer reads them back.
@@ -8,7 +8,7 @@ Only what the Signer and its tests need is served (spec "Endpoints" table): end-
 end-2 blobs, end-3/7 manifests, end-4a/4b/5/6/11 uploads (POST + PUT, single POST, PATCH
 chunks, cross-repository mount), end-8a/8b tags, end-12a/12b referrers — plus the anonymous
 Bearer token flow of the Docker token specification. Faults (a status, a delay, tampered bytes, a malformed
-referrers answer) are attributes that tests set on a running instance.
+referrers answer, any canned answer for a path) are attributes that tests set on a running instance.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Iterator, Mapping
@@ -104,10 +105,14 @@ class OciRegistry:
 
     ``referrers_api=False`` answers the referrers route with distribution 2.8's plain 404;
     ``page_size`` paginates referrers; ``auth="token"`` demands anonymous Bearer tokens from
-    ``/token``. Fault injection, read on every ``/v2/`` request: ``fail_status``,
-    ``delay_seconds``, ``tampered_blobs`` (digest → bytes served instead, for blobs and
-    manifests), ``malformed_referrers``. ``requests`` logs (method, path without query) of
-    every request, ``/token`` included.
+    ``/token``; ``start(tls=context)`` serves HTTPS. Fault injection, read on every ``/v2/``
+    request: ``fail_status``, ``delay_seconds``, ``tampered_blobs`` (digest → bytes served
+    instead, for blobs and manifests), ``malformed_referrers``. ``overrides`` (path without
+    query → (status, headers, body)) answers any path, before every other fault: a ``/v2/``
+    path after the registry's own token check (a hostile registry still hands out tokens),
+    any other one (``/token``, blob storage a redirect points to) as it is. ``requests`` logs
+    (method, path without query) of every request, ``/token`` included, and
+    ``request_headers`` the headers of each, in the same order.
     """
 
     def __init__(
@@ -123,7 +128,9 @@ class OciRegistry:
         self.delay_seconds: float = 0.0
         self.tampered_blobs: dict[str, bytes] = {}
         self.malformed_referrers = False
+        self.overrides: dict[str, tuple[int, Mapping[str, str], bytes]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.request_headers: list[dict[str, str]] = []
         self._lock = threading.RLock()
         self._repositories: dict[str, _Repository] = {}
         self._uploads: dict[str, tuple[str, bytearray]] = {}
@@ -136,11 +143,13 @@ class OciRegistry:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, port: int = 0) -> str:
-        """Listen on 127.0.0.1 (``port=0``: a free one) and return ``http://127.0.0.1:<port>``."""
+    def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> str:
+        """Listen on 127.0.0.1 (``port=0``: a free one) and return ``http://127.0.0.1:<port>``,
+        or ``https://`` when ``tls`` (a server context) is given."""
         self._stopping.clear()
-        self._server = _Server(("127.0.0.1", port), _Handler, self)
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._server = _Server(("127.0.0.1", port), _Handler, self, tls)
+        scheme = "https" if tls is not None else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="OciRegistry", daemon=True
         )
@@ -316,9 +325,33 @@ class OciRegistry:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[_Handler], registry: OciRegistry) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[_Handler],
+        registry: OciRegistry,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.registry = registry
+        self.tls = tls
         super().__init__(address, handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """With TLS, the handshake runs in the request's thread; a refused one answers nothing."""
+        if self.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(10)  # a client that never finishes its handshake ties up one thread, briefly
+        try:
+            connection = self.tls.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        connection.settimeout(None)
+        try:
+            super().finish_request(connection, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                connection.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that hung up (timeouts, stop()) is expected; anything else is a bug worth printing.
@@ -406,10 +439,18 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         with registry._lock:
             registry.requests.append((method, url.path))
+            registry.request_headers.append(dict(self.headers.items()))
+            override = registry.overrides.get(url.path)
         if registry._stopping.is_set():
             self.close_connection = True
             return
         try:
+            if override is not None:
+                if registry.auth == "token" and (url.path == "/v2" or url.path.startswith("/v2/")):
+                    registry._authorize(self.headers.get("Authorization"), _name_of(url.path), method)
+                status, headers, canned = override
+                self._send(status, canned, headers=headers)
+                return
             if url.path == "/token" and method == "GET":
                 token = registry.issue_token(_one(query, "service"), query.get("scope", []))
                 now = datetime.now(UTC).isoformat()
@@ -586,6 +627,15 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Link"] = f'</v2/{name}/referrers/{subject}?{urlencode(next_query)}>; rel="next"'
         index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
         self._send(200, json.dumps(index).encode(), content_type=OCI_INDEX, headers=headers)
+
+
+def _name_of(path: str) -> str | None:
+    """The repository a ``/v2/`` path names (None for ``/v2/`` itself or an unknown route)."""
+    for _, pattern in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match is not None:
+            return match["name"]
+    return None
 
 
 def _one(query: dict[str, list[str]], key: str) -> str | None:

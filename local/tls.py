@@ -69,11 +69,15 @@ class JsonHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep the console for the gateway
         pass
 
-    def send_json(self, status: int, body: Mapping[str, Any]) -> None:
+    def send_json(
+        self, status: int, body: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Cache-Control", "no-store")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -57,13 +57,15 @@ class Container:
     def client(self, service: str) -> Any:
         from botocore.config import Config
 
+        from stellaops_signer.adapters.aws import insist_on_service_answers
+
         config = Config(
             retries={"mode": "standard", "max_attempts": 3},
             connect_timeout=2,
             read_timeout=5,
             tcp_keepalive=True,
         )
-        return self.session.client(service, config=config)
+        return insist_on_service_answers(self.session.client(service, config=config))
 
     @cached_property
     def dynamodb(self) -> Any:

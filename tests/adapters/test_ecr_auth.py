@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+import urllib3
 
 from stellaops_signer.adapters.registry import EcrAuthorization, RegistryClient
 
@@ -24,7 +25,8 @@ class RecordingSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         self.sent.append(request)
         answer = requests.Response()
-        answer.status_code, answer.raw, answer.url = 404, io.BytesIO(b"{}"), request.url or ""
+        answer.status_code, answer.url = 404, request.url or ""
+        answer.raw = urllib3.HTTPResponse(body=io.BytesIO(b"{}"), preload_content=False)
         return answer
 
 

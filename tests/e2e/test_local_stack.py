@@ -16,7 +16,8 @@ import jwt
 import pytest
 import requests
 
-from local.client import LOCAL_SCANNER_DIGEST, SignerClient, verify_bundle
+from local.client import LOCAL_SCANNER_DIGEST, SignerClient
+from local.verify import verify_answer
 from stellaops_signer.domain.binding import certificate_thumbprint
 from tests.conftest import ROOT
 from tests.e2e.conftest import session_for
@@ -87,7 +88,8 @@ def test_sign_over_mtls_returns_a_verifiable_bundle(client: SignerClient) -> Non
     assert answer.status_code == 200, answer.text
     assert answer.headers["X-Correlation-Id"] == "e2e-1"
     keys = client.call("GET", "/api/v1/signer/keys", token).json()
-    verify_bundle(answer.json()["bundle"], keys, expected_sha256="b" * 64, name="scan/report.json")
+    verified = verify_answer(answer.json(), keys)
+    assert verified.subjects == ("scan/report.json",) and verified.predicate_type == BODY["predicateType"]
 
 
 def test_connection_without_a_client_certificate_is_refused_in_the_handshake(stack: dict[str, Any]) -> None:

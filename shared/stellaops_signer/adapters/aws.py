@@ -4,6 +4,8 @@ timeout, retries exhausted), or an answer botocore could not parse (a malformed 
 
 from __future__ import annotations
 
+from typing import Any
+
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
@@ -16,3 +18,24 @@ def is_conditional_failure(error: Exception) -> bool:
         isinstance(error, ClientError)
         and error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
     )
+
+
+def insist_on_service_answers(client: Any) -> Any:
+    """Refuse, as a parse failure, a 200 that is not the service's answer (a proxy's error page in
+    between): botocore reads an unparseable JSON body as ``{"message": …}`` and never reads a
+    PutObject body, so a write answered that way would otherwise count as done. DynamoDB answers
+    ``application/x-amz-json-1.0``; S3 answers a write with its ``ETag``. Returns ``client``."""
+    service = client.meta.service_model.service_name
+
+    def check(http_response: Any, model: Any = None, **_: Any) -> None:
+        if http_response is None or http_response.status_code != 200:
+            return
+        operation_name = getattr(model, "name", "")
+        headers = {k.lower(): v for k, v in http_response.headers.items()}
+        if service == "dynamodb" and not headers.get("content-type", "").startswith("application/x-amz-json"):
+            raise ResponseParserError(f"DynamoDB {operation_name} was answered by something else")
+        if service == "s3" and operation_name == "PutObject" and "etag" not in headers:
+            raise ResponseParserError("S3 PutObject was answered without an ETag")
+
+    client.meta.events.register(f"after-call.{service}", check)
+    return client

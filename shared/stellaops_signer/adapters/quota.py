@@ -151,8 +151,7 @@ class DynamoDbQuotaStore:
             raise SigningUnavailable("the quota store is unavailable") from error
         try:
             return int(answer["Attributes"]["n"]["N"])
-        except (KeyError, TypeError, ValueError):  # the write happened; its answer is unreadable
-            self._refund(key)
+        except (KeyError, TypeError, ValueError):  # whether the unit was taken is unknown: not given back
             raise SigningUnavailable("the quota store answered something malformed") from None
 
     def _lease(self, license_id: str, slots: int, lease_id: str, now: float) -> int | None:

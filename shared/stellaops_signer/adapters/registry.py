@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import requests
+import urllib3
 
 from stellaops_signer.domain.errors import ReleaseUnverifiable, SignerError
 from stellaops_signer.domain.release import (
@@ -53,6 +54,9 @@ MANIFEST_TYPES = (
 #: every signature many times over, and bounds what a hostile registry costs a Lambda.
 MAX_VERIFICATION_BYTES = 2 * 1024 * 1024
 MAX_VERIFICATION_REQUESTS = 64
+#: And in this many seconds in all: a registry that answers a byte at a time cannot hold a signing
+#: until the function times out (its timeouts bound each socket read, not the whole).
+MAX_VERIFICATION_SECONDS = 10.0
 MAX_MANIFEST_BYTES = 1024 * 1024
 MAX_BLOB_BYTES = 64 * 1024
 MAX_REFERRER_PAGES = 10
@@ -113,16 +117,28 @@ class _Budget:
     bytes_left: int = MAX_VERIFICATION_BYTES
     requests_left: int = MAX_VERIFICATION_REQUESTS
     blobs: dict[str, bytes] = field(default_factory=dict)
+    deadline: float = field(default_factory=lambda: time.monotonic() + MAX_VERIFICATION_SECONDS)
 
     def request(self) -> None:
         self.requests_left -= 1
         if self.requests_left < 0:
             raise ReleaseUnverifiable("the registry needs more requests than one verification may make")
+        self.in_time()
 
     def take(self, size: int) -> None:
         self.bytes_left -= size
         if self.bytes_left < 0:
             raise ReleaseUnverifiable("the registry sends more than one verification may read")
+        self.in_time()
+
+    def in_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise ReleaseUnverifiable("the registry is too slow for one verification")
+
+    def timeout(self, configured: tuple[float, float]) -> tuple[float, float]:
+        """The per-request timeouts, never beyond what is left of the verification's time."""
+        left = max(0.05, self.deadline - time.monotonic())
+        return (min(configured[0], left), min(configured[1], left))
 
 
 class RegistryClient:
@@ -387,13 +403,14 @@ class RegistryClient:
             raise ReleaseUnverifiable(f"the registry answered {answer.status_code} for a {what}")
         chunks, size = [], 0
         try:
-            for chunk in answer.iter_content(65536):
+            # read1: whatever has arrived (one socket read), so the deadline is checked as bytes trickle
+            while chunk := answer.raw.read1(65536, decode_content=True):
                 size += len(chunk)
                 budget.take(len(chunk))
                 if size > limit:
                     raise ReleaseUnverifiable(f"a {what} is larger than allowed")
                 chunks.append(chunk)
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise ReleaseUnverifiable(f"the registry failed while sending a {what}") from exc
         finally:
             answer.close()
