@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,17 @@ def local_parameters(
     release_keys_pem: str,
     licensing: Any,
     introspect_url: str = "",
+    keyless: KeylessServices | None = None,
 ) -> dict[str, str]:
     """Template parameter values of the local stack (and of the tests' moto-backed functions).
 
     ``registry`` is the ``127.0.0.1:<port>`` of the release registry stand-in; its scanner
-    repository is trusted under ``release_keys_pem``.
+    repository is trusted under ``release_keys_pem``. ``keyless`` names the local Fulcio, the
+    Authority's token endpoint and the TSA.
     """
+    extra = keyless.parameters() if keyless else {}
     return {
+        **extra,
         "PublicBaseUrl": base_url,
         "AuthorityIssuer": authority.issuer,
         "AuthorityJwks": json.dumps(authority.jwks),
@@ -61,6 +66,39 @@ def local_parameters(
 
 
 CLIENTS = ("scanner-1", "auditor-1", "scanner-b", "intruder")
+
+
+@dataclass(frozen=True)
+class KeylessServices:
+    """Where the local Fulcio, the Authority's token endpoint and the TSA listen, and their trust."""
+
+    fulcio_url: str
+    fulcio_chain_pem: str
+    token_url: str
+    tsa_url: str
+    tsa_chain_pem: str
+
+    def parameters(self) -> dict[str, str]:
+        return {
+            "FulcioUrl": self.fulcio_url,
+            "FulcioRootCertificates": self.fulcio_chain_pem,
+            "KeylessIdentityTokenUrl": self.token_url,
+            "TimestampAuthorityUrl": self.tsa_url,
+            "TimestampAuthorityCertificates": self.tsa_chain_pem,
+        }
+
+
+def register_signer_identity(session: Any, physical: dict[str, dict[str, str]], authority: Any) -> None:
+    """The Signer's client secret at the Authority, in the Secrets Manager secret the template made
+    (an operator registers the generated one at the Authority, or puts the one it issued)."""
+    from local.authority import SIGNER_CLIENT_ID
+
+    session.client("secretsmanager").put_secret_value(
+        SecretId=physical["KeylessClientSecret"]["Ref"],
+        SecretString=json.dumps(
+            {"clientId": SIGNER_CLIENT_ID, "clientSecret": authority.signer_client_secret}
+        ),
+    )
 
 
 def publish_release(directory: Path) -> tuple[Any, str, Any]:
@@ -94,13 +132,19 @@ def start(
     moto_port: int,
     quiet: bool = True,
     licensing_port: int = 0,
+    fulcio_port: int = 0,
+    tsa_port: int = 0,
 ) -> dict[str, Any]:
     """Start every component in this process; return what a client needs to call it."""
     licensing_port = licensing_port or free_port()
+    fulcio_port = fulcio_port or free_port()
+    tsa_port = tsa_port or free_port()
     sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
     from local import moto_kms
     from local.authority import LocalAuthority
     from local.authority import handler_for as authority_handler
+    from local.fulcio import LocalFulcio
+    from local.fulcio import handler_for as fulcio_handler
     from local.gateway import Gateway
     from local.gateway import handler_for as gateway_handler
     from local.licensing import LocalLicensing
@@ -108,6 +152,8 @@ def start(
     from local.pki import DevPki
     from local.provision import Provisioner, load_template
     from local.tls import MutualTlsServer, server_context
+    from local.tsa import TIMESTAMP_PATH, LocalTsa
+    from local.tsa import handler_for as tsa_handler
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "stack.json").unlink(missing_ok=True)  # written again once everything listens
@@ -137,6 +183,19 @@ def start(
     licensing_url = f"https://127.0.0.1:{licensing_port}"
     registry, registry_host, release_key = publish_release(directory)
     base_url = f"https://127.0.0.1:{port}"
+    authority_url = f"https://127.0.0.1:{authority_port}"
+    fulcio_url, tsa_url = f"https://127.0.0.1:{fulcio_port}", f"https://127.0.0.1:{tsa_port}"
+    fulcio = LocalFulcio(
+        directory / "fulcio", oidc_issuer=authority.issuer, oidc_jwks=authority.jwks, base_url=fulcio_url
+    )
+    tsa = LocalTsa(directory / "tsa")
+    keyless = KeylessServices(
+        fulcio_url=fulcio_url,
+        fulcio_chain_pem=fulcio.chain_pem,
+        token_url=authority_url + "/token",
+        tsa_url=tsa_url + TIMESTAMP_PATH,
+        tsa_chain_pem=tsa.chain_pem,
+    )
     template = load_template()
     provisioner = Provisioner(
         boto3.session.Session(region_name="us-east-1"),
@@ -148,9 +207,11 @@ def start(
             release_key.public_pem,
             licensing,
             licensing_url + "/license/introspect",
+            keyless,
         ),
     )
     physical = provisioner.create_all()
+    register_signer_identity(provisioner.session, physical, authority)
     environment = provisioner.function_environment()
     os.environ.update(environment)
     os.environ["SIGNER_REGISTRY_INSECURE_LOOPBACK"] = "true"  # the stand-in registry speaks plain HTTP
@@ -161,11 +222,19 @@ def start(
 
     gateway = Gateway(template)
     gateway_server = MutualTlsServer(port, gateway_handler(gateway), server_context(pki, server_identity))
-    authority_server = MutualTlsServer(
+    authority_server = MutualTlsServer(  # scanners authenticate with certificates, the Signer with a secret
         authority_port,
-        authority_handler(authority, f"https://127.0.0.1:{authority_port}"),
-        server_context(pki, server_identity),
+        authority_handler(authority, authority_url),
+        server_context(pki, server_identity, require_client_cert=False),
     )
+    fulcio_server = MutualTlsServer(
+        fulcio_port, fulcio_handler(fulcio), server_context(pki, server_identity, require_client_cert=False)
+    )
+    tsa_server = MutualTlsServer(
+        tsa_port, tsa_handler(tsa), server_context(pki, server_identity, require_client_cert=False)
+    )
+    fulcio_server.start()
+    tsa_server.start()
     licensing_server = MutualTlsServer(
         licensing_port,
         licensing_handler(licensing),
@@ -176,7 +245,9 @@ def start(
     authority_server.start()
     info = {
         "signer": base_url,
-        "authority": f"https://127.0.0.1:{authority_port}",
+        "authority": authority_url,
+        "fulcio": fulcio_url,
+        "tsa": tsa_url + TIMESTAMP_PATH,
         "licensing": licensing_url,
         "aws": endpoint,
         "ca": str(pki.ca.cert),
@@ -189,7 +260,15 @@ def start(
     facts = directory / "stack.json"
     facts.with_suffix(".tmp").write_text(json.dumps(info, indent=2))
     facts.with_suffix(".tmp").replace(facts)  # atomic: whoever sees the file sees all of it
-    info["_servers"] = (gateway_server, authority_server, licensing_server, registry, moto)
+    info["_servers"] = (
+        gateway_server,
+        authority_server,
+        licensing_server,
+        fulcio_server,
+        tsa_server,
+        registry,
+        moto,
+    )
     return info
 
 
@@ -214,11 +293,14 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"""Stella Ops Signer (local) on {info["signer"]}  —  mTLS required, CA {info["ca"]}
   Authority    {info["authority"]}/token   (client credentials, mTLS client auth)
+  Fulcio (CA)  {info["fulcio"]}   TSA  {info["tsa"]}   (keyless signing and RFC 3161 timestamps)
   AWS (moto)   {info["aws"]}
   Stack facts  {args.dir / "stack.json"}
 
-Sign a file end to end (token, mTLS, verification of the answer):
+Sign a file end to end (token, mTLS, verification of the answer), keyless too, then verify offline:
   .venv/bin/signer-client sign README.md
+  .venv/bin/signer-client sign README.md --mode keyless --bundle sigstore --out answer.json
+  .venv/bin/signer-client keys > keys.json && .venv/bin/signer-client verify answer.json README.md --keys keys.json
 
 Or with curl:
   TOKEN=$(curl -s --cacert {info["ca"]} --cert {client["cert"]} --key {client["key"]} \\

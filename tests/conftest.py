@@ -17,7 +17,7 @@ from local.licensing import LocalLicensing
 from local.pki import DevPki, Issued
 from local.provision import Provisioner, load_template
 from local.scanner_release import REPOSITORY, VERSION, publish_image
-from local.stack import local_parameters
+from local.stack import local_parameters, register_signer_identity
 from stellaops_signer import wiring
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +109,50 @@ def authority(tmp_path_factory: pytest.TempPathFactory) -> LocalAuthority:
     return LocalAuthority(tmp_path_factory.mktemp("authority") / "authority.key")
 
 
+@dataclass(frozen=True)
+class Keyless:
+    """The local Fulcio, the Authority's token endpoint and the TSA, over plain HTTP on loopback."""
+
+    fulcio: Any
+    tsa: Any
+    services: Any
+
+
+@pytest.fixture(scope="session")
+def keyless(authority: LocalAuthority, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keyless]:
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from local.authority import handler_for as authority_handler
+    from local.fulcio import LocalFulcio
+    from local.fulcio import handler_for as fulcio_handler
+    from local.stack import KeylessServices
+    from local.tsa import TIMESTAMP_PATH, LocalTsa
+    from local.tsa import handler_for as tsa_handler
+
+    directory = tmp_path_factory.mktemp("keyless")
+    fulcio = LocalFulcio(directory / "fulcio", oidc_issuer=authority.issuer, oidc_jwks=authority.jwks)
+    tsa = LocalTsa(directory / "tsa")
+    servers = []
+    for handler in (fulcio_handler(fulcio), tsa_handler(tsa), None):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler or authority_handler(authority, ""))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append(server)
+    fulcio_url, tsa_url, authority_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
+    services = KeylessServices(
+        fulcio_url=fulcio_url,
+        fulcio_chain_pem=fulcio.chain_pem,
+        token_url=authority_url + "/token",
+        tsa_url=tsa_url + TIMESTAMP_PATH,
+        tsa_chain_pem=tsa.chain_pem,
+    )
+    yield Keyless(fulcio, tsa, services)
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
 @dataclass
 class Aws:
     session: Any
@@ -130,9 +174,11 @@ def aws(
     authority: LocalAuthority,
     release: Release,
     licensing: LocalLicensing,
+    keyless: Keyless,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Aws]:
-    """moto with the template's tables, key, secret and buckets; the functions' environment set from it."""
+    """moto with the template's tables, key, secrets and buckets; the functions' environment set from
+    it. Keyless signing (the local Fulcio) and RFC 3161 timestamps (the local TSA) are on."""
     from moto import mock_aws
 
     moto_kms.apply()
@@ -142,9 +188,17 @@ def aws(
         provisioner = Provisioner(
             session,
             template,
-            local_parameters(PUBLIC_BASE_URL, authority, release.host, release.key.public_pem, licensing),
+            local_parameters(
+                PUBLIC_BASE_URL,
+                authority,
+                release.host,
+                release.key.public_pem,
+                licensing,
+                keyless=keyless.services,
+            ),
         )
         physical = provisioner.create_all()
+        register_signer_identity(session, physical, authority)
         environment = provisioner.function_environment()
         for name, value in environment.items():
             monkeypatch.setenv(name, value)

@@ -147,7 +147,6 @@ def test_malformed_bodies_are_invalid_requests(aws: Any, handlers: Any, case: st
         ("bad scanner digest", lambda b: b.update(scannerImageDigest="sha256:xyz")),
         ("predicate not an object", lambda b: b.update(predicate=[1, 2])),
         ("unknown signing mode", lambda b: b.update(options={"signingMode": "hsm"})),
-        ("keyless, not enabled", lambda b: b.update(options={"signingMode": "keyless"})),
         ("integer beyond I-JSON", lambda b: b["predicate"].update(big=2**60)),
     ],
 )

@@ -107,6 +107,8 @@ class PowertoolsIdempotency:
             if computed:  # signed and audited: deliver it; its retries will find no record
                 logger.warning("idempotent answer not recorded", extra={"code": "idempotency"})
                 return computed[0], False
+            if isinstance(exc, SigningUnavailable):
+                raise  # the signing itself could not be done: its own refusal
             raise SigningUnavailable("the idempotency store is unavailable") from exc
         if computed:
             return computed[0], False

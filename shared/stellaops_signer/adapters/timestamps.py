@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import requests
 from cryptography import x509
 from rfc3161_client import (
+    HashAlgorithm,
     TimestampRequestBuilder,
     VerificationError,
     VerifierBuilder,
@@ -63,6 +64,7 @@ class Rfc3161Timestamper:
         request = (
             TimestampRequestBuilder()
             .data(signature)
+            .hash_algorithm(HashAlgorithm.SHA256)  # the library's default is SHA-512
             .nonce(nonce=True)
             .cert_request(cert_request=True)
             .build()
