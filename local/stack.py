@@ -300,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
 Sign a file end to end (token, mTLS, verification of the answer), keyless too, then verify offline:
   .venv/bin/signer-client sign README.md
   .venv/bin/signer-client sign README.md --mode keyless --bundle sigstore --out answer.json
-  .venv/bin/signer-client keys > keys.json && .venv/bin/signer-client verify answer.json README.md --keys keys.json
+  .venv/bin/signer-client keys > keys.json
+  .venv/bin/signer-client verify answer.json README.md --keys keys.json
 
 Or with curl:
   TOKEN=$(curl -s --cacert {info["ca"]} --cert {client["cert"]} --key {client["key"]} \\
