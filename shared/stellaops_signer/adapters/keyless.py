@@ -28,7 +28,7 @@ from stellaops_signer.domain.errors import SigningUnavailable
 from stellaops_signer.domain.jose import sha256_b64url, strict_json
 from stellaops_signer.domain.keyless import CertifiedIdentity, verify_chain
 from stellaops_signer.domain.signing import SignedBy
-from stellaops_signer.domain.tokens import CompactJws
+from stellaops_signer.domain.tokens import CLOCK_SKEW_SECONDS, CompactJws
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
 
@@ -129,6 +129,17 @@ def _expiry(token: str, now: float) -> float:
     if isinstance(exp, (int, float)) and not isinstance(exp, bool) and exp > now:
         return float(exp)
     return now + RENEW_BEFORE_SECONDS + 1
+
+
+def _validation_time(chain: list[str], now: float) -> datetime:
+    """Now, or the leaf's start when the CA's clock runs up to CLOCK_SKEW_SECONDS ahead of ours (a
+    certificate is valid from the second it is issued; retries and skew must not refuse it)."""
+    moment = datetime.fromtimestamp(now, UTC)
+    try:
+        starts = x509.load_pem_x509_certificate(chain[0].encode("ascii")).not_valid_before_utc
+    except (ValueError, UnicodeError, IndexError):
+        return moment  # verify_chain refuses it with the reason
+    return starts if moment < starts <= datetime.fromtimestamp(now + CLOCK_SKEW_SECONDS, UTC) else moment
 
 
 class FulcioClient:
@@ -278,7 +289,7 @@ class KeylessSigner:
         proof = key.sign(subject.encode("utf-8"), ec.ECDSA(hashes.SHA256()))  # Fulcio's proof of possession
         pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode("ascii")
         chain = self._fulcio.signing_certificate(token, pem, proof)
-        certified = verify_chain(chain, self._trusted, spki, datetime.fromtimestamp(now, UTC))
+        certified = verify_chain(chain, self._trusted, spki, _validation_time(chain, self._clock.now()))
         done = time.perf_counter()
         self.last_timings = {
             "keyMs": (generated - started) * 1000,
