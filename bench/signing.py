@@ -160,7 +160,10 @@ def in_memory_adapters() -> None:
 
     container = wiring.container()
     sign_dsse, authenticator = container.sign_dsse, container.authenticator
-    sign_dsse._signer = LocalKeySigner(container.key_signer)  # type: ignore[attr-defined]
+    from stellaops_signer.adapters.kms import KmsEnvelopeSigner
+
+    local = KmsEnvelopeSigner(LocalKeySigner(container.key_signer))
+    sign_dsse._signers = lambda mode, tenant: local  # type: ignore[attr-defined]
     sign_dsse._audit = InMemoryAuditLog()  # type: ignore[attr-defined]
     sign_dsse._quotas = InMemoryQuotaStore(container.clock)  # type: ignore[attr-defined]
     authenticator._replay = InMemoryReplayStore()  # type: ignore[attr-defined]

@@ -104,6 +104,9 @@ class Provisioner:
             KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
             KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
             Description=str(self.resolve(props.get("Description", logical_id))),
+            Tags=[
+                {"TagKey": t["Key"], "TagValue": str(self.resolve(t["Value"]))} for t in props.get("Tags", [])
+            ],
         )["KeyMetadata"]
         self.physical[logical_id] = {"Ref": meta["KeyId"], "Arn": meta["Arn"], "KeyId": meta["KeyId"]}
 

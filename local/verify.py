@@ -181,6 +181,16 @@ def _keyless_signer(
     return public_key, f"{identity.subject} (issuer {identity.issuer}, certificate {identity.serial})"
 
 
+def _moment(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused(f"the keys document has a malformed time {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _kms_signer(
     keyid: Any, keys: dict[str, Any], signed_at: datetime | None
 ) -> tuple[ec.EllipticCurvePublicKey, str]:
@@ -188,12 +198,16 @@ def _kms_signer(
     key = published.get(keyid)
     if key is None:
         raise Refused(f"the signature's key {keyid!r} is not published in the keys document")
+    window = (_moment(key.get("notBefore")), _moment(key.get("notAfter")))
     if key.get("status", "active") == "retired":
-        not_after = key.get("notAfter")
         if signed_at is None:
             raise Refused(f"the key {keyid} is retired and no timestamp says when it signed")
-        if not_after and signed_at > datetime.fromisoformat(str(not_after).replace("Z", "+00:00")):
-            raise Refused(f"the key {keyid} was retired at {not_after}, before this signature's time")
+        if window[1] is None or signed_at > window[1]:
+            raise Refused(
+                f"the key {keyid} was retired at {key.get('notAfter')}, before this signature's time"
+            )
+    if signed_at is not None and window[0] is not None and signed_at < window[0]:
+        raise Refused(f"the signature's time is before the key {keyid} existed ({key.get('notBefore')})")
     public_key = load_pem_public_key(str(key.get("publicKeyPem", "")).encode("ascii"))
     if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise Refused(f"the published key {keyid} is not an ECDSA key")

@@ -13,7 +13,7 @@ from stellaops_signer import http
 from stellaops_signer.domain.statement import SignRequest
 from stellaops_signer.observability import logger, metrics
 from stellaops_signer.usecases.sign_dsse import RequestMeta
-from stellaops_signer.wiring import container
+from stellaops_signer.wiring import cold_start, container
 
 
 def sign(request: http.ApiRequest) -> http.Answer:
@@ -38,6 +38,7 @@ def keys(request: http.ApiRequest) -> http.Answer:
 
 
 ROUTES = {("POST", http.SIGN_PATH): sign, ("GET", http.KEYS_PATH): keys}
+cold_start(lambda signer: signer.prepare_signing())  # in Lambda: a misconfigured key stops the init
 
 
 @logger.inject_lambda_context(clear_state=True)

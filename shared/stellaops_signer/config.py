@@ -7,8 +7,10 @@ which stops the cold start. There are no silent defaults for trust material.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +47,8 @@ ENVIRONMENT = {
     "poe_cache_ttl_seconds": "SIGNER_POE_CACHE_TTL_SECONDS",
     "audit_retention_days": "SIGNER_AUDIT_RETENTION_DAYS",
     "kms_key_id": "SIGNER_KMS_KEY_ID",
+    "tenant_signing_keys": "SIGNER_TENANT_SIGNING_KEYS",
+    "retired_signing_keys": "SIGNER_RETIRED_SIGNING_KEYS",
     "audit_table": "SIGNER_AUDIT_TABLE",
     "replay_table": "SIGNER_REPLAY_TABLE",
     "quota_table": "SIGNER_QUOTA_TABLE",
@@ -70,6 +74,9 @@ _BOUNDED = {
     # a Fulcio certificate lives 10 minutes: a reuse window must end well before it does
     "keyless_key_reuse_seconds": (0, 300),
 }
+_KMS_KEY = re.compile(
+    r"(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[0-9a-f-]+|alias/[\w/+=,.@-]+))|alias/[\w/+=,.@-]+"
+)
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SIGNING_MODES = ("kms", "keyless")
 
@@ -110,6 +117,10 @@ class Settings:
     poe_cache_ttl_seconds: int = 300
     audit_retention_days: int = 400
     kms_key_id: str = ""
+    #: tenant → KMS key ARN or alias (spec §4 ``TenantSigningKeys``).
+    tenant_signing_keys: Mapping[str, str] = field(default_factory=dict)
+    #: (key ARN, end of its signing window) of each retired key (spec §4 ``RetiredSigningKeys``).
+    retired_signing_keys: tuple[tuple[str, datetime], ...] = ()
     audit_table: str = ""
     replay_table: str = ""
     quota_table: str = ""
@@ -148,6 +159,15 @@ class Settings:
 
 
 def _parse(name: str, variable: str, raw: str) -> Any:
+    if name == "tenant_signing_keys":
+        keys = _json(variable, raw)
+        if not isinstance(keys, dict) or not all(
+            isinstance(t, str) and t and isinstance(k, str) and _KMS_KEY.fullmatch(k) for t, k in keys.items()
+        ):
+            raise ConfigurationError(f"{variable} must be a JSON object of tenant → KMS key ARN or alias")
+        return dict(keys)
+    if name == "retired_signing_keys":
+        return _retired(variable, _json(variable, raw))
     if name in _LISTS:
         return tuple(item.strip() for item in raw.split(",") if item.strip())
     if name == "plans":
@@ -170,3 +190,33 @@ def _parse(name: str, variable: str, raw: str) -> Any:
     if name == "default_signing_mode" and raw not in _SIGNING_MODES:
         raise ConfigurationError(f"{variable} must be kms or keyless")
     return raw
+
+
+def _json(variable: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ConfigurationError(f"{variable} is not valid JSON") from None
+
+
+def _retired(variable: str, value: Any) -> tuple[tuple[str, datetime], ...]:
+    """``[{"keyArn": "arn:aws:kms:…:key/…", "notAfter": "<RFC 3339>"}, …]``: key ARNs, not aliases
+    (an alias moves; a retired key is one key)."""
+    message = f"{variable} must be a JSON list of {{keyArn: <KMS key ARN>, notAfter: <RFC 3339 time>}}"
+    if not isinstance(value, list):
+        raise ConfigurationError(message)
+    retired = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) != {"keyArn", "notAfter"}:
+            raise ConfigurationError(message)
+        arn, not_after = entry["keyArn"], entry["notAfter"]
+        if not isinstance(arn, str) or not _KMS_KEY.fullmatch(arn) or ":key/" not in arn:
+            raise ConfigurationError(message)
+        try:
+            moment = datetime.fromisoformat(str(not_after).replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigurationError(message) from None
+        if moment.tzinfo is None:
+            raise ConfigurationError(message)
+        retired.append((arn, moment.astimezone(UTC)))
+    return tuple(retired)

@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-__all__ = ["MetricUnit", "count", "count_outcome", "logger", "metrics"]
+__all__ = ["MetricUnit", "count", "count_key_usage", "count_outcome", "logger", "metrics"]
 
 SERVICE = "signer"
 NAMESPACE = "StellaOps/Signer"
@@ -33,3 +33,16 @@ def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count) -> N
     """One data point (signing latency, release verifications, key usage…), unless disabled."""
     if not is_metrics_disabled():
         metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def count_key_usage(mode: str, key: str) -> None:
+    """``KeyUsage`` with the signing mode and the key (its ARN; ``keyless`` for ephemeral keys) as
+    dimensions, so an operator sees which key signed how much (one EMF document of its own)."""
+    if is_metrics_disabled():
+        return
+    from aws_lambda_powertools.metrics import single_metric
+
+    with single_metric(name="KeyUsage", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        metric.add_dimension(name="mode", value=mode)
+        metric.add_dimension(name="key", value=key)

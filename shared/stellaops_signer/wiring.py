@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from stellaops_signer.adapters.clock import SystemClock
 from stellaops_signer.config import Settings
 
 if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
+    from stellaops_signer.adapters.kms import KmsKeyring
     from stellaops_signer.adapters.payloads import S3PayloadStore
     from stellaops_signer.domain.binding import Principal
     from stellaops_signer.domain.errors import SignerError
@@ -106,11 +108,23 @@ class Container:
         )
 
     @cached_property
-    def key_signer(self) -> KeySigner:
-        from stellaops_signer.adapters.kms import KmsKeySigner
+    def kms_keys(self) -> KmsKeyring:
+        """The default, per-tenant and retired KMS keys (their public keys read on first use)."""
+        from stellaops_signer.adapters.kms import KmsKeyring
 
-        self.settings.require("kms_key_id")
-        return KmsKeySigner(self.client("kms"), self.settings.kms_key_id)
+        settings = self.settings
+        settings.require("kms_key_id")
+        return KmsKeyring(
+            self.client("kms"),
+            settings.kms_key_id,
+            settings.tenant_signing_keys,
+            settings.retired_signing_keys,
+        )
+
+    @property
+    def key_signer(self) -> KeySigner:
+        """The default KMS key."""
+        return self.kms_keys.default
 
     # --- use cases -------------------------------------------------------------------------
 
@@ -278,15 +292,23 @@ class Container:
 
         return ReleaseQuery(verifier=self.release_verifier, audit=self.audit, clock=self.clock)
 
-    @cached_property
-    def envelope_signers(self) -> dict[str, EnvelopeSigner]:
-        """The signing modes this installation offers: KMS always, keyless with ``FulcioUrl``."""
-        from stellaops_signer.adapters.kms import KmsEnvelopeSigner
+    def envelope_signer(self, mode: str, tenant: str) -> EnvelopeSigner | None:
+        """Who signs for ``tenant`` in ``mode``: its KMS key (else the default one), or the keyless
+        signer when ``FulcioUrl`` is set; None for a mode this installation does not offer."""
+        if mode == "kms":
+            return self.kms_keys.for_tenant(tenant)
+        if mode == "keyless" and self.settings.fulcio_url:
+            return self.keyless_signer
+        return None
 
-        signers: dict[str, EnvelopeSigner] = {"kms": KmsEnvelopeSigner(self.key_signer)}
+    def prepare_signing(self) -> None:
+        """What a signing function does at its cold start: read every KMS key, so that a key that is
+        misconfigured or unreadable stops the cold start (ConfigurationError naming it) instead of
+        failing requests one by one."""
+        self.kms_keys.prepare()
         if self.settings.fulcio_url:
-            signers["keyless"] = self.keyless_signer
-        return signers
+            _ = self.keyless_signer
+        _ = self.timestamper
 
     @cached_property
     def keyless_signer(self) -> EnvelopeSigner:
@@ -403,7 +425,7 @@ class Container:
             else []
         )
         return keys_document(
-            self.key_signer,
+            self.kms_keys.published(),
             self.release_verifier.trusted_keys,
             keyless_authorities=keyless,
             timestamp_authorities=tsa,
@@ -415,7 +437,7 @@ class Container:
         from stellaops_signer.usecases.sign_dsse import SignDsse
 
         return SignDsse(
-            signers=self.envelope_signers,
+            signers=self.envelope_signer,
             timestamper=self.timestamper,
             audit=self.audit,
             catalogue=PredicateCatalogue(self.settings.allowed_predicate_types),
@@ -489,6 +511,15 @@ def aws_session() -> Any:
     import boto3
 
     return boto3.session.Session()
+
+
+def cold_start(prepare: Callable[[Container], object]) -> None:
+    """Run ``prepare`` on this process's container now, inside Lambda's init phase, so that a missing
+    or malformed setting stops the cold start (the runtime reports the ConfigurationError) rather
+    than answering requests with 500s. Outside Lambda (tests, the local stack) nothing is built at
+    import: their containers are built, and prepared, on first use."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_EXECUTION_ENV"):
+        prepare(container())
 
 
 @functools.cache

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -14,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.errors import ConfigurationError, SigningUnavailable
 from stellaops_signer.domain.jose import b64url
-from stellaops_signer.domain.signing import SignedBy
+from stellaops_signer.domain.signing import PublishedKey, SignedBy
 from stellaops_signer.ports import KeySigner
 
 SIGNING_ALGORITHM = "ECDSA_SHA_256"
@@ -38,6 +40,7 @@ class KmsKeySigner:
         self._key_ref = key_id
         self._keyid = ""
         self._public_key_pem = ""
+        self._created_at: datetime | None = None
 
     @property
     def key_ref(self) -> str:
@@ -56,43 +59,82 @@ class KmsKeySigner:
 
     def _load(self) -> ec.EllipticCurvePublicKey:
         with self._lock:
-            if self._public_key is not None:
-                return self._public_key
-            try:
-                answer = self._client.get_public_key(KeyId=self._key_id)
-            except AWS_FAILURES as exc:
-                raise SigningUnavailable("the signing key cannot be read") from exc
-            if answer.get("KeySpec") != KEY_SPEC or answer.get("KeyUsage") != "SIGN_VERIFY":
-                raise ConfigurationError(f"KMS key {self._key_id} must be {KEY_SPEC} with SIGN_VERIFY")
-            if SIGNING_ALGORITHM not in answer.get("SigningAlgorithms", []):
-                raise ConfigurationError(f"KMS key {self._key_id} does not offer {SIGNING_ALGORITHM}")
-            der = answer.get("PublicKey")
-            try:
-                public_key = serialization.load_der_public_key(der) if isinstance(der, bytes) else None
-            except ValueError:
-                public_key = None
-            if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
-                raise ConfigurationError(f"KMS key {self._key_id} is not a P-256 key")
-            self._key_ref = answer.get("KeyId", self._key_id)
-            self._keyid = b64url(hashlib.sha256(der).digest())
-            self._public_key_pem = public_key.public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            ).decode("ascii")
-            self._public_key = public_key
-            return public_key
+            if self._public_key is None:
+                self._fetch()
+            assert self._public_key is not None
+            return self._public_key
+
+    def _fetch(self) -> None:
+        """``GetPublicKey`` (the alias's current target, when the key is named by an alias)."""
+        try:
+            answer = self._client.get_public_key(KeyId=self._key_id)
+        except AWS_FAILURES as exc:
+            raise SigningUnavailable(f"the signing key {self._key_id} cannot be read") from exc
+        if answer.get("KeySpec") != KEY_SPEC or answer.get("KeyUsage") != "SIGN_VERIFY":
+            raise ConfigurationError(f"KMS key {self._key_id} must be {KEY_SPEC} with SIGN_VERIFY")
+        if SIGNING_ALGORITHM not in answer.get("SigningAlgorithms", []):
+            raise ConfigurationError(f"KMS key {self._key_id} does not offer {SIGNING_ALGORITHM}")
+        der = answer.get("PublicKey")
+        try:
+            public_key = serialization.load_der_public_key(der) if isinstance(der, bytes) else None
+        except ValueError:
+            public_key = None
+        if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
+            raise ConfigurationError(f"KMS key {self._key_id} is not a P-256 key")
+        self._key_ref = str(answer.get("KeyId", self._key_id))
+        self._keyid = b64url(hashlib.sha256(der).digest())
+        self._public_key_pem = public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode("ascii")
+        self._public_key = public_key
+
+    def prepare(self) -> None:
+        """Read the public key now (a cold start): a misconfigured key raises ConfigurationError, and
+        an unreadable one too — at a cold start it is not a passing failure of one request."""
+        try:
+            self._load()
+        except SigningUnavailable as exc:
+            raise ConfigurationError(exc.detail) from None
+
+    def created_at(self) -> datetime:
+        """When KMS created the key (``DescribeKey``, once): the start of its validity window."""
+        with self._lock:
+            if self._created_at is None:
+                try:
+                    created = self._client.describe_key(KeyId=self._key_ref)["KeyMetadata"]["CreationDate"]
+                except AWS_FAILURES as exc:
+                    raise SigningUnavailable(f"the signing key {self._key_ref} cannot be described") from exc
+                except (KeyError, TypeError):
+                    raise SigningUnavailable(
+                        f"KMS described {self._key_ref} without a creation date"
+                    ) from None
+                self._created_at = created if created.tzinfo else created.replace(tzinfo=UTC)
+            return self._created_at
 
     def sign(self, message: bytes) -> bytes:
-        public_key = self._load()
+        """Sign with the key as configured (an alias signs with its current target). When KMS says
+        another key signed — the alias was repointed, a rotation — its public key is read again:
+        a warm container follows a rotation at once. Raises SigningUnavailable."""
+        self._load()
         digest = hashlib.sha256(message).digest()
         try:
             answer = self._client.sign(
-                KeyId=self._key_ref, Message=digest, MessageType="DIGEST", SigningAlgorithm=SIGNING_ALGORITHM
+                KeyId=self._key_id, Message=digest, MessageType="DIGEST", SigningAlgorithm=SIGNING_ALGORITHM
             )
         except AWS_FAILURES as exc:
             raise SigningUnavailable("KMS could not sign") from exc
         signature = answer.get("Signature") if isinstance(answer, dict) else None
         if not isinstance(signature, bytes):
             raise SigningUnavailable("KMS answered no signature")
+        signed_by = answer.get("KeyId")
+        if isinstance(signed_by, str) and signed_by != self._key_ref:
+            with self._lock:
+                try:
+                    self._fetch()
+                except ConfigurationError as exc:  # the alias now names a key that cannot sign for us
+                    raise SigningUnavailable(str(exc)) from None
+                self._created_at = None
+        public_key = self._load()
         try:
             public_key.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
         except (InvalidSignature, ValueError):
@@ -124,3 +166,66 @@ class KmsEnvelopeSigner:
             },
             key_ref=self._key.key_ref,
         )
+
+
+class KmsKeyring:
+    """Every KMS key the installation signs or signed with (spec §3.5, §5.5): the default key, the
+    per-tenant keys of ``TenantSigningKeys`` and the retired keys of ``RetiredSigningKeys``, which
+    never sign again but stay published with their window. Each public key is read once per
+    container (``prepare``, at a cold start)."""
+
+    def __init__(
+        self,
+        client: Any,
+        default: str,
+        tenants: Mapping[str, str] | None = None,
+        retired: Sequence[tuple[str, datetime]] = (),
+    ) -> None:
+        signers: dict[str, KmsKeySigner] = {}
+
+        def signer(reference: str) -> KmsKeySigner:
+            return signers.setdefault(reference, KmsKeySigner(client, reference))
+
+        self._default = signer(default)
+        self._tenants = {tenant: signer(reference) for tenant, reference in (tenants or {}).items()}
+        self._retired = [(KmsKeySigner(client, arn), not_after) for arn, not_after in retired]
+        self._envelopes = {id(s): KmsEnvelopeSigner(s) for s in signers.values()}
+
+    @property
+    def default(self) -> KmsKeySigner:
+        return self._default
+
+    def for_tenant(self, tenant: str) -> KmsEnvelopeSigner:
+        """The envelope signer of ``tenant``'s key, or of the default key."""
+        return self._envelopes[id(self._tenants.get(tenant, self._default))]
+
+    def prepare(self) -> None:
+        """Read every public key; a key that is misconfigured, unreadable, or both retired and still
+        configured to sign, raises ConfigurationError naming it."""
+        active = {id(s): s for s in (self._default, *self._tenants.values())}
+        for key in (*active.values(), *(k for k, _ in self._retired)):
+            key.prepare()
+        retired = {key.key_ref for key, _ in self._retired}
+        for key in active.values():
+            if key.key_ref in retired:
+                raise ConfigurationError(f"KMS key {key.key_ref} is listed as retired but still signs")
+
+    def published(self) -> list[PublishedKey]:
+        """The keys ``/keys`` lists, each once: active ones first, then the retired ones."""
+        entries: dict[str, PublishedKey] = {}
+        for key in (self._default, *self._tenants.values()):
+            entries.setdefault(key.key_ref, _published(key, "active", None))
+        for key, not_after in self._retired:
+            entries.setdefault(key.key_ref, _published(key, "retired", not_after))
+        return list(entries.values())
+
+
+def _published(key: KmsKeySigner, status: str, not_after: datetime | None) -> PublishedKey:
+    return PublishedKey(
+        keyid=key.keyid,
+        key_ref=key.key_ref,
+        public_key_pem=key.public_key_pem,
+        status=status,
+        not_before=key.created_at(),
+        not_after=not_after,
+    )

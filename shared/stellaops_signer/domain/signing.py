@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,3 +18,16 @@ class SignedBy:
     certificate_chain: tuple[str, ...] = field(default_factory=tuple)
     key_ref: str = ""
     certificate_serial: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedKey:
+    """A KMS key as ``/keys`` publishes it (spec §3.5): what verifies its signatures, and when."""
+
+    keyid: str
+    key_ref: str
+    public_key_pem: str
+    #: ``active`` (signs) or ``retired`` (never signs again; verifies inside its window).
+    status: str
+    not_before: datetime
+    not_after: datetime | None = None

@@ -7,7 +7,8 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from stellaops_signer.domain.audit import AuditRecord, Decision, iso_time
 from stellaops_signer.domain.authorization import SIGN_SCOPE, authorize
@@ -24,15 +25,15 @@ from stellaops_signer.domain.errors import (
 )
 from stellaops_signer.domain.predicates import PredicateCatalogue
 from stellaops_signer.domain.quota import Reservation, open_reservation, policy_block, rate_limit_headers
+from stellaops_signer.domain.signing import PublishedKey
 from stellaops_signer.domain.sizing import answer_bytes, check_fits, envelope_bytes
 from stellaops_signer.domain.statement import SignRequest, Statement
-from stellaops_signer.observability import MetricUnit, count, logger
+from stellaops_signer.observability import MetricUnit, count, count_key_usage, logger
 from stellaops_signer.ports import (
     AuditLog,
     Clock,
     EnvelopeSigner,
     Idempotency,
-    KeySigner,
     QuotaStore,
     Timestamper,
 )
@@ -76,7 +77,7 @@ class SignDsse:
     def __init__(
         self,
         *,
-        signers: Mapping[str, EnvelopeSigner],
+        signers: Callable[[str, str], EnvelopeSigner | None],
         audit: AuditLog,
         catalogue: PredicateCatalogue,
         clock: Clock,
@@ -143,7 +144,7 @@ class SignDsse:
         attempt.parsed = parsed = request()
         statement = Statement.build(parsed, self._catalogue)
         mode = parsed.options.signingMode or self._default_mode
-        signer = self._signers.get(mode)
+        signer = self._signers(mode, principal.tenant)  # the tenant's key, in KMS mode
         if signer is None:
             raise InvalidRequest(f"{mode} signing is not enabled on this installation")
         envelope_size = envelope_bytes(IN_TOTO_PAYLOAD_TYPE, len(statement.payload), signer.keyid_hint)
@@ -241,7 +242,7 @@ class SignDsse:
         attempt.own = None  # signed: nothing to give back any more
         self._quotas.release(held, refund=False)
         count("SigningLatency", (time.perf_counter() - meta.started) * 1000, MetricUnit.Milliseconds)
-        count(f"KeyUsage.{signer.mode}")
+        count_key_usage(signer.mode, signed.key_ref or "keyless")
         # 10. The answer.
         body = answer_body(
             bundle,
@@ -305,40 +306,48 @@ def _stored(result: SignResult) -> dict[str, Any]:
 
 
 def keys_document(
-    signer: KeySigner,
+    keys: Sequence[PublishedKey],
     release_keys: Sequence[TrustedKey] = (),
     *,
     keyless_authorities: Sequence[str] = (),
     timestamp_authorities: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Verification material for offline verifiers (spec §3.5): the KMS key, the keyless CA's roots
-    and intermediates (PEM), the timestamp authority's chain (PEM) and the release keys."""
+    """Verification material for offline verifiers (spec §3.5): every KMS key the installation has
+    used (active and retired, with its window), the keyless CA's roots and intermediates (PEM), the
+    timestamp authority's chain (PEM) and the release keys."""
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
-
-    public_key: Any = load_pem_public_key(signer.public_key_pem.encode("ascii"))
-    numbers = public_key.public_numbers()
 
     def coordinate(value: int) -> str:
         return base64.urlsafe_b64encode(value.to_bytes(32, "big")).rstrip(b"=").decode("ascii")
 
+    def rfc3339(moment: datetime) -> str:
+        return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    def entry(key: PublishedKey) -> dict[str, Any]:
+        numbers = cast("Any", load_pem_public_key(key.public_key_pem.encode("ascii"))).public_numbers()
+        published: dict[str, Any] = {
+            "keyid": key.keyid,
+            "keyArn": key.key_ref,
+            "algorithm": "ECDSA_P256_SHA256",
+            "status": key.status,
+            "notBefore": rfc3339(key.not_before),
+        }
+        if key.not_after is not None:
+            published["notAfter"] = rfc3339(key.not_after)
+        published["publicKeyPem"] = key.public_key_pem
+        published["jwk"] = {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": coordinate(numbers.x),
+            "y": coordinate(numbers.y),
+            "kid": key.keyid,
+            "alg": "ES256",
+            "use": "sig",
+        }
+        return published
+
     return {
-        "keys": [
-            {
-                "keyid": signer.keyid,
-                "keyArn": signer.key_ref,
-                "algorithm": "ECDSA_P256_SHA256",
-                "publicKeyPem": signer.public_key_pem,
-                "jwk": {
-                    "kty": "EC",
-                    "crv": "P-256",
-                    "x": coordinate(numbers.x),
-                    "y": coordinate(numbers.y),
-                    "kid": signer.keyid,
-                    "alg": "ES256",
-                    "use": "sig",
-                },
-            }
-        ],
+        "keys": [entry(key) for key in keys],
         "keyless": {
             "enabled": bool(keyless_authorities),
             "certificateAuthorities": list(keyless_authorities),
