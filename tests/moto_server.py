@@ -49,11 +49,21 @@ class MotoServer:
         """A new client: its own connection pool, as a separate Lambda instance has."""
         return self.session.client("dynamodb")
 
-    def counter(self, key: str) -> int:
+    def _licence(self, licence: str) -> dict[str, Any]:
         item = self.dynamodb().get_item(
-            TableName=self.quota_table, Key={"pk": {"S": key}}, ConsistentRead=True
+            TableName=self.quota_table, Key={"pk": {"S": f"licence#{licence}"}}, ConsistentRead=True
         )
-        return int(item["Item"]["n"]["N"]) if "Item" in item else 0
+        return dict(item.get("Item") or {})
+
+    def daily(self, licence: str, day: str) -> int:
+        """The licence's count for the UTC ``day`` (0 once another day began)."""
+        item = self._licence(licence)
+        return int(item["n"]["N"]) if item.get("day", {}).get("S") == day else 0
+
+    def per_second(self, licence: str, second: int) -> int:
+        """The licence's count for ``second`` (0 once another second began)."""
+        item = self._licence(licence)
+        return int(item["q"]["N"]) if "sec" in item and int(item["sec"]["N"]) == second else 0
 
 
 def _serialised(method: Callable[..., Any], lock: threading.RLock) -> Callable[..., Any]:

@@ -68,6 +68,13 @@ class AuditLog(Protocol):
         ...
 
 
+class SigningCommit(Protocol):
+    def signed(self, record: AuditRecord, reservation: Reservation) -> None:
+        """Store a signing's ``allow`` record and free its lease (one write where the store allows);
+        raises AuditUnavailable with the lease still held."""
+        ...
+
+
 class ReplayStore(Protocol):
     """Remembers single-use values (DPoP ``jti``) across every instance."""
 

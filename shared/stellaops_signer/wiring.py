@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the use cases are imported by the functions that use them, 
         KeySetSource,
         KeySigner,
         QuotaStore,
+        SigningCommit,
         Timestamper,
     )
     from stellaops_signer.usecases.authenticate import Authenticator, TokenVerifier
@@ -268,6 +269,20 @@ class Container:
         return DynamoDbQuotaStore(self.dynamodb, self.settings.quota_table, self.clock)
 
     @cached_property
+    def signing_commit(self) -> SigningCommit:
+        from stellaops_signer.adapters.audit import (
+            DynamoDbAuditLog,
+            DynamoDbSigningCommit,
+            SeparateSigningCommit,
+        )
+        from stellaops_signer.adapters.quota import DynamoDbQuotaStore
+
+        audit, quotas = self.audit, self.quotas
+        if isinstance(audit, DynamoDbAuditLog) and isinstance(quotas, DynamoDbQuotaStore):
+            return DynamoDbSigningCommit(self.dynamodb, audit, quotas)
+        return SeparateSigningCommit(audit, quotas)
+
+    @cached_property
     def quota_desk(self) -> QuotaDesk:
         from stellaops_signer.usecases.check_quota import QuotaDesk
 
@@ -446,6 +461,7 @@ class Container:
             releases=self.release_verifier,
             entitlements=self.entitlements,
             quotas=self.quotas,
+            commit=self.signing_commit,
             idempotency=lambda: self.idempotency,  # built (and imported) on the first keyed request
             reservation_key=lambda: self.reservation_key,  # read on the first pipeline reservation
             max_attestation_bytes=self.settings.max_attestation_bytes,

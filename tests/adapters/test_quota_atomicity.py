@@ -97,8 +97,8 @@ def test_daily_limit_raced_by_many_instances_grants_exactly_the_limit(moto_serve
     assert sorted(r.daily_used for r in granted) == list(range(1, limit + 1))
     assert len({r.lease_slot for r in granted}) == limit
     now = clock.now()
-    assert moto_server.counter(f"day#{licence}#{_day(now)}") == limit
-    assert moto_server.counter(f"qps#{licence}#{int(now)}") == limit  # the refused gave theirs back
+    assert moto_server.daily(licence, _day(now)) == limit
+    assert moto_server.per_second(licence, int(now)) == limit  # the refused gave theirs back
     assert stores[0].usage(licence, plan) == {"qps": limit, "daily": limit, "inFlight": limit}
 
 
@@ -181,8 +181,8 @@ def test_signings_raced_through_many_containers_never_exceed_the_daily_limit(
     refusals = [r for r in results if not isinstance(r, SignResult)]
     assert all(isinstance(r, QuotaExhausted) and int(r.headers["Retry-After"]) > 0 for r in refusals)
     now = clock.now()
-    assert moto_server.counter(f"day#{licence}#{_day(now)}") == limit
-    assert moto_server.counter(f"qps#{licence}#{int(now)}") == limit
+    assert moto_server.daily(licence, _day(now)) == limit
+    assert moto_server.per_second(licence, int(now)) == limit
     plan = settings.plans["race"]
     assert containers[0].quotas.usage(licence, plan) == {"qps": limit, "daily": limit, "inFlight": 0}
     audit = moto_server.dynamodb().scan(TableName=moto_server.environment["SIGNER_AUDIT_TABLE"])["Items"]
@@ -279,8 +279,8 @@ def test_daily_limit_raced_from_several_processes_grants_exactly_the_limit(moto_
         "Reservation": limit,
         "QuotaExhausted": total - limit,
     }
-    assert moto_server.counter(f"day#{licence}#{_day(now)}") == limit
-    assert moto_server.counter(f"qps#{licence}#{int(now)}") == limit
+    assert moto_server.daily(licence, _day(now)) == limit
+    assert moto_server.per_second(licence, int(now)) == limit
     usage = DynamoDbQuotaStore(moto_server.dynamodb(), moto_server.quota_table, FixedClock(now)).usage(
         licence, Plan(**plan)
     )

@@ -168,10 +168,12 @@ def _table(name: str, key_prefix: str = "") -> Callable[[dict[str, Any]], bool]:
     """Selects a DynamoDB request on table ``name`` (and on an item whose key starts with ``key_prefix``)."""
 
     def where(params: dict[str, Any]) -> bool:
-        if params.get("TableName") != name:
-            return False
-        key = (params.get("Key") or params.get("Item") or {}).get("pk", {}).get("S", "")
-        return str(key).startswith(key_prefix)
+        for part in params.get("TransactItems") or [params]:  # a transaction: any of its writes
+            request = next(iter(part.values())) if "TransactItems" in params else part
+            key = (request.get("Key") or request.get("Item") or {}).get("pk", {}).get("S", "")
+            if request.get("TableName") == name and str(key).startswith(key_prefix):
+                return True
+        return False
 
     return where
 
@@ -230,10 +232,10 @@ def _aws_target(dependency: str, aws: Any) -> tuple[Any, str, Callable[[dict[str
     if dependency == "payload bucket":
         return container.payloads._client, "PutObject", None  # type: ignore[attr-defined]
     operation, where = {
-        "quota qps counter": ("UpdateItem", _table(quota, "qps#")),
-        "quota daily counter": ("UpdateItem", _table(quota, "day#")),
-        "quota lease": ("PutItem", _table(quota, "lease#")),
-        "audit": ("PutItem", _table(env["SIGNER_AUDIT_TABLE"])),
+        # one conditional write takes the second's unit, the day's and a lease (decision 0014)
+        "quota reservation": ("UpdateItem", _table(quota, "licence#")),
+        # the allow record is stored with the lease's release, in one transaction
+        "audit": ("TransactWriteItems", _table(env["SIGNER_AUDIT_TABLE"])),
         "idempotency": ("PutItem", _table(env["SIGNER_IDEMPOTENCY_TABLE"])),
     }[dependency]
     return container.dynamodb, operation, where
@@ -285,9 +287,7 @@ def _usage() -> dict[str, int]:
 #: dependency → (status, code, the faults it is put through): the matrix, as spec §3.6 reads.
 MATRIX: dict[str, tuple[int, str, tuple[str, ...]]] = {
     "KMS Sign": (503, "signing_unavailable", (*AWS_FAULTS, "surprising")),
-    "quota qps counter": (503, "signing_unavailable", AWS_FAULTS),
-    "quota daily counter": (503, "signing_unavailable", AWS_FAULTS),
-    "quota lease": (503, "signing_unavailable", AWS_FAULTS),
+    "quota reservation": (503, "signing_unavailable", AWS_FAULTS),
     "audit": (503, "audit_unavailable", AWS_FAULTS),
     "idempotency": (503, "signing_unavailable", AWS_FAULTS),
     "payload bucket": (503, "signing_unavailable", AWS_FAULTS),

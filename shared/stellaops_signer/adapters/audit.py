@@ -7,6 +7,7 @@ from typing import Any
 from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.audit import AuditRecord
 from stellaops_signer.domain.errors import AuditUnavailable
+from stellaops_signer.domain.quota import Reservation
 
 
 def to_attribute(value: object) -> dict[str, Any]:
@@ -26,14 +27,16 @@ class DynamoDbAuditLog:
         self._retention = retention_seconds
         self._clock = clock
 
-    def record(self, record: AuditRecord) -> None:
+    def put_request(self, record: AuditRecord) -> dict[str, Any]:
+        """The write that stores ``record`` once (also as part of a transaction)."""
         item = {k: to_attribute(v) for k, v in record.as_item().items()}
         item["pk"] = {"S": record.audit_id}
         item["expiresAt"] = {"N": str(int(self._clock.now()) + self._retention)}
+        return {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+
+    def record(self, record: AuditRecord) -> None:
         try:
-            self._client.put_item(
-                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
-            )
+            self._client.put_item(**self.put_request(record))
         except AWS_FAILURES as exc:
             raise AuditUnavailable("the audit record could not be stored") from exc
 
@@ -49,3 +52,46 @@ class InMemoryAuditLog:
         if self.fail or any(r.audit_id == record.audit_id for r in self.records):
             raise AuditUnavailable("the audit record could not be stored")
         self.records.append(record)
+
+
+class DynamoDbSigningCommit:
+    """A signing's last write (spec §5.2, §5.7): its ``allow`` record stored and its lease freed in one
+    ``TransactWriteItems`` — one call instead of two, and never a freed lease without its record.
+
+    When only the lease part fails (its reservation was closed or lapsed meanwhile), the record is
+    stored alone: a record is never given up for a lease. Raises AuditUnavailable, with the lease
+    still held (the caller's refusal path gives it back).
+    """
+
+    def __init__(self, client: Any, audit: DynamoDbAuditLog, quotas: Any) -> None:
+        self._client = client
+        self._audit = audit
+        self._quotas = quotas
+
+    def signed(self, record: AuditRecord, reservation: Reservation) -> None:
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {"Put": self._audit.put_request(record)},
+                    {"Update": self._quotas.release_update(reservation)},
+                ]
+            )
+        except AWS_FAILURES as exc:
+            reasons = (getattr(exc, "response", None) or {}).get("CancellationReasons") or []
+            codes = [r.get("Code", "None") if isinstance(r, dict) else "None" for r in reasons]
+            if codes[:2] == ["None", "ConditionalCheckFailed"]:
+                self._audit.record(record)
+                return
+            raise AuditUnavailable("the audit record could not be stored") from exc
+
+
+class SeparateSigningCommit:
+    """The same contract on two adapters (the fakes): the record, then the lease."""
+
+    def __init__(self, audit: Any, quotas: Any) -> None:
+        self._audit = audit
+        self._quotas = quotas
+
+    def signed(self, record: AuditRecord, reservation: Reservation) -> None:
+        self._audit.record(record)
+        self._quotas.release(reservation, refund=False)

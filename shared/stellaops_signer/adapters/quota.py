@@ -1,9 +1,15 @@
-"""Plan quotas in DynamoDB (spec §5.2): conditional writes only, no read-then-write.
+"""Plan quotas in DynamoDB (spec §5.2): one item per licence, changed by conditional writes only.
 
-Per licence: a counter item per one-second window (QPS), a counter item per UTC day, and
-``concurrency`` lease slots that a request takes with a conditional put and that free
-themselves when their lease expires (a crashed invocation leaks a slot for LEASE_SECONDS at
-most). Every item carries a TTL. A refused or failed request gives back what it took.
+The item ``licence#<id>`` holds the UTC day and its count (``day``, ``n``), the current second
+and its count (``sec``, ``q``), and ``concurrency`` lease slots (``l<i>`` lease id, ``e<i>`` its
+expiry, ``c<i>`` set once a pipeline's signing claimed it). A reservation is one ``UpdateItem``
+whose condition checks all three limits at once (atomic across every instance, decision 0014):
+it assumes what it last saw of the item (same day, same second, a free slot) and, when the
+condition fails, reads the item's state from the failure itself (``ALL_OLD``) to either refuse
+with the limit that is reached or try again with the right assumption. A lease frees itself once
+expired (a crashed invocation holds a slot for LEASE_SECONDS at most). Releasing removes the
+slot — only the call that finds it gives anything back — so retries and compensations cannot
+mint quota. The item carries a TTL, renewed by every reservation.
 """
 
 from __future__ import annotations
@@ -12,11 +18,37 @@ import random
 import uuid
 from typing import Any
 
-from stellaops_signer.adapters.aws import AWS_FAILURES, is_conditional_failure
+from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.errors import InvalidRequest, PlanThrottled, QuotaExhausted, SigningUnavailable
 from stellaops_signer.domain.quota import LEASE_SECONDS, Plan, Reservation, seconds_to_next_day, utc_day
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
+
+#: How long an unused licence's item outlives its last reservation.
+ITEM_TTL_SECONDS = 2 * 86400
+#: Conditional attempts before a reservation gives up (each failure teaches the next one).
+ATTEMPTS = 8
+
+
+def _lost(error: Exception) -> dict[str, Any] | None:
+    """The item as it was when a conditional write lost (``ALL_OLD``), or None for another error."""
+    response = getattr(error, "response", None) or {}
+    if response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        return None
+    item: dict[str, Any] = response.get("Item") or {}
+    return item
+
+
+def _number(item: dict[str, Any], name: str) -> int:
+    try:
+        return int(item[name]["N"])
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def _text(item: dict[str, Any], name: str) -> str:
+    value = item.get(name)
+    return str(value.get("S", "")) if isinstance(value, dict) else ""
 
 
 class DynamoDbQuotaStore:
@@ -25,172 +57,205 @@ class DynamoDbQuotaStore:
         self._table = table
         self._clock = clock
 
+    @staticmethod
+    def key(license_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"licence#{license_id}"}}
+
     def reserve(self, license_id: str, plan: Plan) -> Reservation:
-        """Take one QPS unit, one daily unit and one lease; raises PlanThrottled or QuotaExhausted,
-        or SigningUnavailable when the store fails — having given back whatever it took before."""
+        """Take one unit of the second, one of the day and a lease slot, in one conditional write;
+        raises PlanThrottled or QuotaExhausted (with their headers), or SigningUnavailable."""
         now = self._clock.now()
         second, day = int(now), utc_day(now)
-        qps_key, day_key = f"qps#{license_id}#{second}", f"day#{license_id}#{day}"
-        qps_used = self._count(qps_key, plan.qps, expires_at=second + 60)
-        if qps_used is None:
-            raise PlanThrottled("the plan's requests per second are used up", headers=_retry(1, plan.qps))
-        taken = [qps_key]
-        try:
-            daily_used = self._count(day_key, plan.dailySignatures, expires_at=second + 2 * 86400)
-            if daily_used is None:
-                reset = seconds_to_next_day(now)
-                headers = _retry(reset, plan.dailySignatures)
-                raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
-            taken.append(day_key)
-            lease_id = str(uuid.uuid4())
-            slot = self._lease(license_id, plan.concurrency, lease_id, now)
+        lease_id = str(uuid.uuid4())
+        seen: dict[str, Any] | None = None  # unknown: assume the common case (same day and second)
+        for _ in range(ATTEMPTS):
+            slot = self._free_slot(seen, plan.concurrency, second)
             if slot is None:
-                headers = _retry(1, plan.concurrency)
-                raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
-        except (PlanThrottled, QuotaExhausted, SigningUnavailable):
-            for key in taken:
-                self._refund(key)
-            raise
-        return Reservation(license_id, second, day, slot, lease_id, qps_used, daily_used)
+                raise PlanThrottled(
+                    "the plan's concurrent signings are all in flight", headers=_retry(1, plan.concurrency)
+                )
+            same_day = seen is None or _text(seen, "day") == day
+            same_second = same_day and (seen is None or _number(seen, "sec") == second)
+            if same_day and _number(seen or {}, "n") >= plan.dailySignatures:
+                headers = _retry(seconds_to_next_day(now), plan.dailySignatures)
+                raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
+            if same_second and _number(seen or {}, "q") >= plan.qps:
+                raise PlanThrottled("the plan's requests per second are used up", headers=_retry(1, plan.qps))
+            try:
+                answer = self._take(license_id, plan, slot, lease_id, day, second, same_day, same_second)
+            except AWS_FAILURES as error:
+                seen = _lost(error)
+                if seen is None:
+                    raise SigningUnavailable("the quota store is unavailable") from error
+                continue
+            try:
+                attributes = answer["Attributes"]
+                return Reservation(
+                    license_id,
+                    second,
+                    day,
+                    slot,
+                    lease_id,
+                    int(attributes["q"]["N"]),
+                    int(attributes["n"]["N"]),
+                )
+            except (KeyError, TypeError, ValueError):  # taken, but the answer is unreadable: not given back
+                raise SigningUnavailable("the quota store answered something malformed") from None
+        raise SigningUnavailable("the quota store is too contended to reserve now")
+
+    @staticmethod
+    def _free_slot(seen: dict[str, Any] | None, slots: int, now: int) -> int | None:
+        """A slot to try: any (at random) when nothing is known, else one free or expired in ``seen``."""
+        if seen is None:
+            return random.randrange(slots)  # noqa: S311 - spreading contention, not a secret
+        free = [i for i in range(slots) if f"l{i}" not in seen or _number(seen, f"e{i}") <= now]
+        return random.choice(free) if free else None  # noqa: S311
+
+    def _take(
+        self,
+        license_id: str,
+        plan: Plan,
+        slot: int,
+        lease_id: str,
+        day: str,
+        second: int,
+        same_day: bool,
+        same_second: bool,
+    ) -> Any:
+        values: dict[str, Any] = {
+            ":one": {"N": "1"},
+            ":day": {"S": day},
+            ":sec": {"N": str(second)},
+            ":dl": {"N": str(plan.dailySignatures)},
+            ":ql": {"N": str(plan.qps)},
+            ":id": {"S": lease_id},
+            ":exp": {"N": str(second + LEASE_SECONDS)},
+            ":now": {"N": str(second)},
+            ":ttl": {"N": str(second + ITEM_TTL_SECONDS)},
+        }
+        free = f"(attribute_not_exists(l{slot}) OR e{slot} <= :now)"
+        lease = f"l{slot} = :id, e{slot} = :exp, expiresAt = :ttl"
+        if same_second:  # the common case: this second and this day are under way
+            condition = f"#day = :day AND n < :dl AND sec = :sec AND q < :ql AND {free}"
+            update = f"SET n = n + :one, q = q + :one, {lease} REMOVE c{slot}"
+        elif same_day:  # the first request of a new second
+            condition = f"#day = :day AND n < :dl AND sec < :sec AND {free}"
+            update = f"SET n = n + :one, sec = :sec, q = :one, {lease} REMOVE c{slot}"
+        else:  # the first request of the licence, or of a new day
+            condition = f"(attribute_not_exists(#day) OR #day < :day) AND {free}"
+            update = f"SET #day = :day, n = :one, sec = :sec, q = :one, {lease} REMOVE c{slot}"
+            del values[":dl"], values[":ql"]
+        if not same_second and same_day:
+            del values[":ql"]
+        return self._client.update_item(
+            TableName=self._table,
+            Key=self.key(license_id),
+            UpdateExpression=update,
+            ConditionExpression=condition,
+            ExpressionAttributeNames={"#day": "day"},
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+            ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        )
 
     def claim(self, reservation: Reservation) -> None:
         """Mark a reservation handed in by a pipeline step as being used for a signing: once only,
-        and never after it was given back (a conditional update of its lease)."""
+        and never after it was given back or its lease was taken by another."""
+        slot = reservation.lease_slot
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key=self._lease_key(reservation),
-                UpdateExpression="SET claimed = :yes",
-                ConditionExpression=(
-                    "leaseId = :id AND attribute_not_exists(claimed) AND attribute_not_exists(done)"
-                ),
+                Key=self.key(reservation.license_id),
+                UpdateExpression=f"SET c{slot} = :yes",
+                ConditionExpression=f"l{slot} = :id AND attribute_not_exists(c{slot})",
                 ExpressionAttributeValues={":id": {"S": reservation.lease_id}, ":yes": {"BOOL": True}},
             )
         except AWS_FAILURES as error:
-            if is_conditional_failure(error):
+            if _lost(error) is not None:
                 raise InvalidRequest("the reservation was already used, given back or has lapsed") from None
             raise SigningUnavailable("the quota store is unavailable") from error
 
-    def release(self, reservation: Reservation, *, refund: bool) -> bool:
-        """Close the reservation and free its lease; with ``refund`` also give back its QPS and daily
-        units. Idempotent: only the first release of a reservation changes anything (a conditional
-        update), so a retried compensation or a refund after a successful signing cannot mint quota.
-        True when this call closed it."""
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=self._lease_key(reservation),
-                UpdateExpression="SET done = :how",
-                ConditionExpression="leaseId = :id AND attribute_not_exists(done)",
-                ExpressionAttributeValues={
-                    ":id": {"S": reservation.lease_id},
-                    ":how": {"S": "refunded" if refund else "signed"},
-                },
-            )
-        except AWS_FAILURES as error:
-            if not is_conditional_failure(error):  # else: closed before, or the lease lapsed and is reused
-                logger.warning(
-                    "reservation release failed; its lease expires by itself", extra={"code": "quota"}
-                )
-            return False
-        if refund:
-            self._refund(f"qps#{reservation.license_id}#{reservation.second}")
-            self._refund(f"day#{reservation.license_id}#{reservation.day}")
-        return True
+    def release_update(self, reservation: Reservation) -> dict[str, Any]:
+        """The write that frees a signed reservation's lease (for a transaction with the audit put)."""
+        slot = reservation.lease_slot
+        return {
+            "TableName": self._table,
+            "Key": self.key(reservation.license_id),
+            "UpdateExpression": f"REMOVE l{slot}, e{slot}, c{slot}",
+            "ConditionExpression": f"l{slot} = :id",
+            "ExpressionAttributeValues": {":id": {"S": reservation.lease_id}},
+        }
 
-    @staticmethod
-    def _lease_key(reservation: Reservation) -> dict[str, Any]:
-        return {"pk": {"S": f"lease#{reservation.license_id}#{reservation.lease_slot}"}}
+    def release(self, reservation: Reservation, *, refund: bool) -> bool:
+        """Close the reservation and free its lease; with ``refund`` also give back its units (those
+        of its day and second, while they last). Only the call that finds the lease changes anything:
+        a retried compensation or a refund after a successful signing cannot mint quota. True when
+        this call closed it."""
+        if not refund:
+            try:
+                self._client.update_item(**self.release_update(reservation))
+            except AWS_FAILURES as error:
+                if _lost(error) is None:
+                    logger.warning("lease release failed; it expires by itself", extra={"code": "quota"})
+                return False
+            return True
+        slot, lease = reservation.lease_slot, {":id": {"S": reservation.lease_id}}
+        free = f"REMOVE l{slot}, e{slot}, c{slot}"
+        day = {":day": {"S": reservation.day}, ":one": {"N": "1"}}
+        variants = (  # its units still count while their day (and second) last
+            (
+                f"l{slot} = :id AND #day = :day AND sec = :sec",
+                f"SET n = n - :one, q = q - :one {free}",
+                {**lease, **day, ":sec": {"N": str(reservation.second)}},
+            ),
+            (f"l{slot} = :id AND #day = :day", f"SET n = n - :one {free}", {**lease, **day}),
+            (f"l{slot} = :id", free, lease),
+        )
+        for condition, update, values in variants:
+            request: dict[str, Any] = {
+                "TableName": self._table,
+                "Key": self.key(reservation.license_id),
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": values,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            if "#day" in condition:
+                request["ExpressionAttributeNames"] = {"#day": "day"}
+            try:
+                self._client.update_item(**request)
+            except AWS_FAILURES as error:
+                seen = _lost(error)
+                if seen is None:
+                    logger.warning("quota refund failed", extra={"code": "quota"})
+                    return False
+                if _text(seen, f"l{slot}") != reservation.lease_id:
+                    return False  # closed before, or its lease lapsed and was taken
+                continue
+            return True
+        return False
 
     def usage(self, license_id: str, plan: Plan) -> dict[str, int]:
-        """Current counts (one consistent batch read): QPS this second, in-flight leases, today."""
+        """Current counts (one consistent read): this second, in-flight leases, today."""
         now = self._clock.now()
-        keys = [f"qps#{license_id}#{int(now)}", f"day#{license_id}#{utc_day(now)}"]
-        keys += [f"lease#{license_id}#{slot}" for slot in range(min(plan.concurrency, 98))]
         try:
-            answer = self._client.batch_get_item(
-                RequestItems={self._table: {"Keys": [{"pk": {"S": k}} for k in keys], "ConsistentRead": True}}
+            answer = self._client.get_item(
+                TableName=self._table, Key=self.key(license_id), ConsistentRead=True
             )
         except AWS_FAILURES as exc:
             raise SigningUnavailable("the quota store is unavailable") from exc
-        try:
-            items = {i["pk"]["S"]: i for i in answer.get("Responses", {}).get(self._table, [])}
-        except (AttributeError, KeyError, TypeError):
-            raise SigningUnavailable("the quota store answered something malformed") from None
-
-        def count(key: str) -> int:
-            return int(items[key]["n"]["N"]) if key in items else 0
-
+        item = answer.get("Item") or {}
+        if not isinstance(item, dict):
+            raise SigningUnavailable("the quota store answered something malformed")
+        today = _text(item, "day") == utc_day(now)
         in_flight = sum(
-            1
-            for k in keys[2:]
-            if k in items and int(items[k]["expiresAt"]["N"]) > now and "done" not in items[k]
+            1 for i in range(plan.concurrency) if f"l{i}" in item and _number(item, f"e{i}") > int(now)
         )
-        return {"qps": count(keys[0]), "daily": count(keys[1]), "inFlight": in_flight}
-
-    # --- conditional writes --------------------------------------------------------------
-
-    def _count(self, key: str, limit: int, *, expires_at: int) -> int | None:
-        """Add one unless ``limit`` is reached; the new count, or None when refused."""
-        try:
-            answer = self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": key}},
-                UpdateExpression="ADD n :one SET expiresAt = if_not_exists(expiresAt, :exp)",
-                ConditionExpression="attribute_not_exists(n) OR n < :limit",
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":limit": {"N": str(limit)},
-                    ":exp": {"N": str(expires_at)},
-                },
-                ReturnValues="UPDATED_NEW",
-            )
-        except AWS_FAILURES as error:
-            if is_conditional_failure(error):
-                return None
-            raise SigningUnavailable("the quota store is unavailable") from error
-        try:
-            return int(answer["Attributes"]["n"]["N"])
-        except (KeyError, TypeError, ValueError):  # whether the unit was taken is unknown: not given back
-            raise SigningUnavailable("the quota store answered something malformed") from None
-
-    def _lease(self, license_id: str, slots: int, lease_id: str, now: float) -> int | None:
-        """Take a free or expired slot, starting at a random one; None when all are held."""
-        start = random.randrange(slots)  # noqa: S311 - spreading contention, not a secret
-        for offset in range(slots):
-            slot = (start + offset) % slots
-            try:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item={
-                        "pk": {"S": f"lease#{license_id}#{slot}"},
-                        "leaseId": {"S": lease_id},
-                        "expiresAt": {"N": str(int(now) + LEASE_SECONDS)},
-                    },
-                    # free once closed or expired: the rule usage() counts by
-                    ConditionExpression=(
-                        "attribute_not_exists(pk) OR attribute_exists(done) OR expiresAt <= :now"
-                    ),
-                    ExpressionAttributeValues={":now": {"N": str(int(now))}},
-                )
-                return slot
-            except AWS_FAILURES as error:
-                if not is_conditional_failure(error):
-                    raise SigningUnavailable("the quota store is unavailable") from error
-        return None
-
-    def _refund(self, key: str) -> None:
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": key}},
-                UpdateExpression="ADD n :minus",
-                ConditionExpression="n > :zero",
-                ExpressionAttributeValues={":minus": {"N": "-1"}, ":zero": {"N": "0"}},
-            )
-        except AWS_FAILURES as error:
-            if not is_conditional_failure(error):
-                logger.warning("quota refund failed", extra={"code": "quota"})
+        return {
+            "qps": _number(item, "q") if today and _number(item, "sec") == int(now) else 0,
+            "daily": _number(item, "n") if today else 0,
+            "inFlight": in_flight,
+        }
 
 
 def _retry(seconds: int, limit: int) -> dict[str, str]:

@@ -35,6 +35,7 @@ from stellaops_signer.ports import (
     EnvelopeSigner,
     Idempotency,
     QuotaStore,
+    SigningCommit,
     Timestamper,
 )
 from stellaops_signer.usecases.meta import RequestMeta
@@ -84,6 +85,7 @@ class SignDsse:
         releases: ReleaseVerifier,
         entitlements: EntitlementChecker,
         quotas: QuotaStore,
+        commit: SigningCommit,
         idempotency: Callable[[], Idempotency] | None = None,
         reservation_key: Callable[[], bytes] | None = None,
         timestamper: Timestamper | None = None,
@@ -99,6 +101,7 @@ class SignDsse:
         self._releases = releases
         self._entitlements = entitlements
         self._quotas = quotas
+        self._commit = commit
         self._idempotency = idempotency
         self._reservation_key = reservation_key
         self._default_mode = default_mode
@@ -226,21 +229,19 @@ class SignDsse:
         timestamps = (self._timestamper.timestamp(signed.signature),) if self._timestamper else ()
         bundle = signer_bundle(envelope, signed, signer.mode, timestamps)
         digest = bundle_digest(bundle)
-        # 9. The audit record, before anything leaves; then the lease is freed.
-        self._audit.record(
-            self._record(
-                principal,
-                meta,
-                attempt,
-                "allow",
-                key_id=signed.key_ref,
-                certificate_serial=signed.certificate_serial,
-                mode=signer.mode,
-                bundle_sha256=digest,
-            )
+        # 9. The audit record, before anything leaves, and the lease freed: one write.
+        record = self._record(
+            principal,
+            meta,
+            attempt,
+            "allow",
+            key_id=signed.key_ref,
+            certificate_serial=signed.certificate_serial,
+            mode=signer.mode,
+            bundle_sha256=digest,
         )
+        self._commit.signed(record, held)
         attempt.own = None  # signed: nothing to give back any more
-        self._quotas.release(held, refund=False)
         count("SigningLatency", (time.perf_counter() - meta.started) * 1000, MetricUnit.Milliseconds)
         count_key_usage(signer.mode, signed.key_ref or "keyless")
         # 10. The answer.
