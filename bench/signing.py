@@ -131,42 +131,28 @@ def floor(
     return per_call_us(bare)
 
 
-class LocalKeySigner:
-    """The KMS adapter's contract on a local P-256 key: sign SHA-256(message), verify, return."""
-
-    def __init__(self, real: Any) -> None:
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        self.keyid, self.key_ref, self.public_key_pem = real.keyid, real.key_ref, real.public_key_pem
-
-    def sign(self, message: bytes) -> bytes:
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
-
-        digest = hashlib.sha256(message).digest()
-        signature: bytes = self._key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-        self._key.public_key().verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-        return signature
-
-
 def in_memory_adapters() -> None:
-    """Swap every AWS adapter of the warm container for its in-memory fake (no botocore at all)."""
+    """Install a container of in-memory fakes (no botocore at all) built by the composition root, with
+    the warm container's settings and clock."""
+    import os
+
     from stellaops_signer import wiring
     from stellaops_signer.adapters.audit import InMemoryAuditLog
+    from stellaops_signer.adapters.cache import InMemoryCache
+    from stellaops_signer.adapters.kms import InMemoryKeySigner, KmsKeyring
     from stellaops_signer.adapters.quota import InMemoryQuotaStore
     from stellaops_signer.adapters.replay import InMemoryReplayStore
 
-    container = wiring.container()
-    sign_dsse, authenticator = container.sign_dsse, container.authenticator
-    from stellaops_signer.adapters.kms import KmsEnvelopeSigner
-
-    local = KmsEnvelopeSigner(LocalKeySigner(container.key_signer))
-    sign_dsse._signers = lambda mode, tenant: local  # type: ignore[attr-defined]
-    sign_dsse._audit = InMemoryAuditLog()  # type: ignore[attr-defined]
-    sign_dsse._quotas = InMemoryQuotaStore(container.clock)  # type: ignore[attr-defined]
-    authenticator._replay = InMemoryReplayStore()  # type: ignore[attr-defined]
+    real = wiring.container()
+    adapters = {
+        "audit": InMemoryAuditLog(),
+        "quotas": InMemoryQuotaStore(real.clock),
+        "replay": InMemoryReplayStore(),
+        "cache": InMemoryCache(real.clock),
+        "kms_keys": KmsKeyring(InMemoryKeySigner()),
+        "nonce_key": os.urandom(32),
+    }
+    wiring.install(wiring.Container(real.settings, real.clock, adapters=adapters))
 
 
 def pipeline(binding: str, authority: Any, cert: Any, poe: str, fakes: bool = False) -> dict[str, Any]:
@@ -236,9 +222,10 @@ def pipeline(binding: str, authority: Any, cert: Any, poe: str, fakes: bool = Fa
         inside[0] += time.perf_counter() - inside[1]
 
     container = wiring.container()
-    for client in (container.dynamodb, container.key_signer._client):  # type: ignore[attr-defined]
-        client.meta.events.register_first("provide-client-params.*.*", before)
-        client.meta.events.register_last("after-call.*.*", after)
+    if not fakes:
+        for client in (container.dynamodb, container.key_signer._client):  # type: ignore[attr-defined]
+            client.meta.events.register_first("provide-client-params.*.*", before)
+            client.meta.events.register_last("after-call.*.*", after)
     proofs.extend(
         key.proof("POST", SIGN_URL, access_token=token, nonce=nonce[0]) for _ in range(2 * ROUNDS)
     ) if binding == "dpop" else None
@@ -252,6 +239,17 @@ def pipeline(binding: str, authority: Any, cert: Any, poe: str, fakes: bool = Fa
         key.proof("POST", SIGN_URL, access_token=token, nonce=nonce[0]) for _ in range(2 * ROUNDS)
     ) if binding == "dpop" else None
     total_us = per_call_us(one)
+    if fakes and os.environ.get("BENCH_PROFILE"):  # make bench BENCH_PROFILE=1: where the time goes
+        import cProfile
+        import pstats
+
+        proofs.extend(key.proof("POST", SIGN_URL, access_token=token, nonce=nonce[0]) for _ in range(400))
+        profile = cProfile.Profile()
+        profile.runcall(lambda: [one() for _ in range(300)])
+        stats = pstats.Stats(profile, stream=sys.__stdout__)
+        stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "tottime")).print_stats(
+            int(os.environ.get("BENCH_PROFILE_ROWS", "25"))
+        )
     last_proof = authorizer_event["headers"].get("DPoP", "")
     return {
         "total": total_us,

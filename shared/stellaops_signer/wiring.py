@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from stellaops_signer.adapters.clock import SystemClock
 from stellaops_signer.config import Settings
@@ -24,12 +24,14 @@ if TYPE_CHECKING:  # the use cases are imported by the functions that use them, 
     from stellaops_signer.http import ApiRequest
     from stellaops_signer.ports import (
         AuditLog,
+        Cache,
         Clock,
         EnvelopeSigner,
         Idempotency,
         KeySetSource,
         KeySigner,
         QuotaStore,
+        ReplayStore,
         SigningCommit,
         Timestamper,
     )
@@ -39,17 +41,43 @@ if TYPE_CHECKING:  # the use cases are imported by the functions that use them, 
     from stellaops_signer.usecases.sign_dsse import SignDsse
     from stellaops_signer.usecases.verify_release import ReleaseQuery, ReleaseVerifier
 
+T = TypeVar("T")
+
 #: Step Functions caps a state at 256 KiB; larger results travel by reference (spec §6).
 PIPELINE_INLINE_BYTES = 200 * 1024
 
 
-class Container:
-    """Everything a function needs, built lazily and exactly once per Lambda container."""
+#: The adapters a container can be handed instead of building them (fakes in the use-case tests and
+#: the bench's in-memory run): ``audit``, ``quotas``, ``replay``, ``cache``, ``kms_keys``,
+#: ``nonce_key``, ``reservation_key``.
+ADAPTERS = frozenset({"audit", "quotas", "replay", "cache", "kms_keys", "nonce_key", "reservation_key"})
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, session: Any = None) -> None:
+
+class Container:
+    """Everything a function needs, built lazily and exactly once per Lambda container.
+
+    ``adapters`` (names in ADAPTERS) are used as given instead of being built: one composition root
+    for AWS and for fakes alike.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        session: Any = None,
+        adapters: dict[str, Any] | None = None,
+    ) -> None:
+        unknown = set(adapters or {}) - ADAPTERS
+        if unknown:
+            raise ValueError(f"not adapters of a container: {sorted(unknown)}")
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self._session = session
+        self._adapters = dict(adapters or {})
+
+    def _given(self, name: str, build: Callable[[], T]) -> T:
+        given: T | None = self._adapters.get(name)
+        return given if given is not None else build()
 
     # --- AWS clients (boto3 is imported here, on first use, not at module import) -------------
 
@@ -98,29 +126,46 @@ class Container:
 
     @cached_property
     def audit(self) -> AuditLog:
-        from stellaops_signer.adapters.audit import DynamoDbAuditLog
+        def build() -> AuditLog:
+            from stellaops_signer.adapters.audit import DynamoDbAuditLog
 
-        self.settings.require("audit_table")
-        return DynamoDbAuditLog(
-            self.dynamodb,
-            self.settings.audit_table,
-            retention_seconds=self.settings.audit_retention_days * 86400,
-            clock=self.clock,
-        )
+            self.settings.require("audit_table")
+            return DynamoDbAuditLog(
+                self.dynamodb,
+                self.settings.audit_table,
+                retention_seconds=self.settings.audit_retention_days * 86400,
+                clock=self.clock,
+            )
+
+        return self._given("audit", build)
+
+    @cached_property
+    def cache(self) -> Cache:
+        def build() -> Cache:
+            from stellaops_signer.adapters.cache import DynamoDbCache
+
+            self.settings.require("cache_table")
+            return DynamoDbCache(self.dynamodb, self.settings.cache_table, self.clock)
+
+        return self._given("cache", build)
 
     @cached_property
     def kms_keys(self) -> KmsKeyring:
         """The default, per-tenant and retired KMS keys (their public keys read on first use)."""
-        from stellaops_signer.adapters.kms import KmsKeyring
 
-        settings = self.settings
-        settings.require("kms_key_id")
-        return KmsKeyring(
-            self.client("kms"),
-            settings.kms_key_id,
-            settings.tenant_signing_keys,
-            settings.retired_signing_keys,
-        )
+        def build() -> KmsKeyring:
+            from stellaops_signer.adapters.kms import KmsKeyring
+
+            settings = self.settings
+            settings.require("kms_key_id")
+            return KmsKeyring.of_kms(
+                self.client("kms"),
+                settings.kms_key_id,
+                settings.tenant_signing_keys,
+                settings.retired_signing_keys,
+            )
+
+        return self._given("kms_keys", build)
 
     @property
     def key_signer(self) -> KeySigner:
@@ -148,14 +193,24 @@ class Container:
         from stellaops_signer.domain.dpop import NonceKeeper
         from stellaops_signer.usecases.authenticate import Authenticator
 
-        self.settings.require("public_base_url", "nonce_secret_arn", "replay_table")
-        nonce_key = read_secret(self.client("secretsmanager"), self.settings.nonce_secret_arn)
+        settings = self.settings
+        settings.require("public_base_url")
+
+        def read_nonce_key() -> bytes:
+            settings.require("nonce_secret_arn")
+            return read_secret(self.client("secretsmanager"), settings.nonce_secret_arn)
+
+        def replay_store() -> ReplayStore:
+            settings.require("replay_table")
+            return DynamoDbReplayStore(self.dynamodb, settings.replay_table)
+
+        nonce_key, replay = self._given("nonce_key", read_nonce_key), self._given("replay", replay_store)
         return Authenticator(
             tokens=self.tokens,
-            public_base_url=self.settings.public_base_url,
-            nonces=NonceKeeper(nonce_key, self.settings.dpop_nonce_ttl_seconds),
-            require_nonce=self.settings.require_dpop_nonce,
-            replay=DynamoDbReplayStore(self.dynamodb, self.settings.replay_table),
+            public_base_url=settings.public_base_url,
+            nonces=NonceKeeper(nonce_key, settings.dpop_nonce_ttl_seconds),
+            require_nonce=settings.require_dpop_nonce,
+            replay=replay,
             clock=self.clock,
         )
 
@@ -196,7 +251,6 @@ class Container:
 
     @cached_property
     def release_verifier(self) -> ReleaseVerifier:
-        from stellaops_signer.adapters.cache import DynamoDbCache
         from stellaops_signer.adapters.registry import EcrAuthorization, RegistryClient, split_repository
         from stellaops_signer.domain.errors import ConfigurationError
         from stellaops_signer.domain.release import parse_trusted_keys
@@ -225,7 +279,7 @@ class Container:
             keys=keys,
             scanner_repositories=settings.scanner_repositories,
             allow_list=settings.registry_allow_list,
-            cache=DynamoDbCache(self.dynamodb, settings.cache_table, self.clock),
+            cache=self.cache,
             clock=self.clock,
         )
 
@@ -243,7 +297,6 @@ class Container:
 
     @cached_property
     def entitlements(self) -> EntitlementChecker:
-        from stellaops_signer.adapters.cache import DynamoDbCache
         from stellaops_signer.adapters.licensing import HttpIntrospection
         from stellaops_signer.usecases.entitlement import EntitlementChecker
 
@@ -257,16 +310,19 @@ class Container:
             plans=settings.plans,
             clock=self.clock,
             introspect=introspect,
-            cache=DynamoDbCache(self.dynamodb, settings.cache_table, self.clock),
+            cache=self.cache,
             cache_ttl=settings.poe_cache_ttl_seconds,
         )
 
     @cached_property
     def quotas(self) -> QuotaStore:
-        from stellaops_signer.adapters.quota import DynamoDbQuotaStore
+        def build() -> QuotaStore:
+            from stellaops_signer.adapters.quota import DynamoDbQuotaStore
 
-        self.settings.require("quota_table")
-        return DynamoDbQuotaStore(self.dynamodb, self.settings.quota_table, self.clock)
+            self.settings.require("quota_table")
+            return DynamoDbQuotaStore(self.dynamodb, self.settings.quota_table, self.clock)
+
+        return self._given("quotas", build)
 
     @cached_property
     def signing_commit(self) -> SigningCommit:
@@ -296,10 +352,14 @@ class Container:
     @cached_property
     def reservation_key(self) -> bytes:
         """The MAC key of reservations handed between pipeline steps (read on first use)."""
-        from stellaops_signer.adapters.secrets import read_secret
 
-        self.settings.require("reservation_secret_arn")
-        return read_secret(self.client("secretsmanager"), self.settings.reservation_secret_arn)
+        def build() -> bytes:
+            from stellaops_signer.adapters.secrets import read_secret
+
+            self.settings.require("reservation_secret_arn")
+            return read_secret(self.client("secretsmanager"), self.settings.reservation_secret_arn)
+
+        return self._given("reservation_key", build)
 
     @cached_property
     def release_query(self) -> ReleaseQuery:
@@ -538,15 +598,24 @@ def cold_start(prepare: Callable[[Container], object]) -> None:
         prepare(container())
 
 
-@functools.cache
+_current: list[Container] = []
+
+
 def container() -> Container:
     """The container of this process, built from the environment on first use (cold start)."""
-    return Container(Settings.from_environment(os.environ))
+    if not _current:
+        _current.append(Container(Settings.from_environment(os.environ)))
+    return _current[0]
+
+
+def install(replacement: Container) -> None:
+    """Make ``replacement`` this process's container (the bench's in-memory run, use-case tests)."""
+    _current[:] = [replacement]
 
 
 def reset() -> None:
     """Forget the container (tests and the local stack change the environment between runs)."""
-    container.cache_clear()
+    _current.clear()
 
 
-__all__ = ["Container", "container", "reset"]
+__all__ = ["ADAPTERS", "Container", "cold_start", "container", "install", "reset"]

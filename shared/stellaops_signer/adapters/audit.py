@@ -46,11 +46,13 @@ class InMemoryAuditLog:
 
     def __init__(self) -> None:
         self.records: list[AuditRecord] = []
+        self._ids: set[str] = set()
         self.fail = False
 
     def record(self, record: AuditRecord) -> None:
-        if self.fail or any(r.audit_id == record.audit_id for r in self.records):
+        if self.fail or record.audit_id in self._ids:
             raise AuditUnavailable("the audit record could not be stored")
+        self._ids.add(record.audit_id)
         self.records.append(record)
 
 

@@ -6,7 +6,7 @@ import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -168,6 +168,42 @@ class KmsEnvelopeSigner:
         )
 
 
+class ManagedKey(KeySigner, Protocol):
+    """A KeySigner whose key the installation manages: read at the cold start, created at a time."""
+
+    def prepare(self) -> None: ...
+
+    def created_at(self) -> datetime: ...
+
+
+class InMemoryKeySigner:
+    """A fake with the KMS adapter's contract on a local P-256 key: SHA-256(message) signed,
+    verified before it is returned (use-case tests, the bench's in-memory run)."""
+
+    def __init__(self, key_ref: str = "in-memory-key", created_at: datetime | None = None) -> None:
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        public = self._key.public_key()
+        der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        self.keyid = b64url(hashlib.sha256(der).digest())
+        self.key_ref = key_ref
+        self.public_key_pem = public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode("ascii")
+        self._created_at = created_at or datetime.now(UTC)
+
+    def sign(self, message: bytes) -> bytes:
+        digest = hashlib.sha256(message).digest()
+        signature: bytes = self._key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        self._key.public_key().verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        return signature
+
+    def prepare(self) -> None:
+        return None
+
+    def created_at(self) -> datetime:
+        return self._created_at
+
+
 class KmsKeyring:
     """Every KMS key the installation signs or signed with (spec §3.5, §5.5): the default key, the
     per-tenant keys of ``TenantSigningKeys`` and the retired keys of ``RetiredSigningKeys``, which
@@ -176,23 +212,37 @@ class KmsKeyring:
 
     def __init__(
         self,
+        default: ManagedKey,
+        tenants: Mapping[str, ManagedKey] | None = None,
+        retired: Sequence[tuple[ManagedKey, datetime]] = (),
+    ) -> None:
+        self._default = default
+        self._tenants = dict(tenants or {})
+        self._retired = list(retired)
+        self._envelopes = {id(s): KmsEnvelopeSigner(s) for s in (default, *self._tenants.values())}
+
+    @classmethod
+    def of_kms(
+        cls,
         client: Any,
         default: str,
         tenants: Mapping[str, str] | None = None,
         retired: Sequence[tuple[str, datetime]] = (),
-    ) -> None:
+    ) -> KmsKeyring:
+        """The keyring of KMS keys named by ARN or alias (one signer per distinct name)."""
         signers: dict[str, KmsKeySigner] = {}
 
         def signer(reference: str) -> KmsKeySigner:
             return signers.setdefault(reference, KmsKeySigner(client, reference))
 
-        self._default = signer(default)
-        self._tenants = {tenant: signer(reference) for tenant, reference in (tenants or {}).items()}
-        self._retired = [(KmsKeySigner(client, arn), not_after) for arn, not_after in retired]
-        self._envelopes = {id(s): KmsEnvelopeSigner(s) for s in signers.values()}
+        return cls(
+            signer(default),
+            {tenant: signer(reference) for tenant, reference in (tenants or {}).items()},
+            [(KmsKeySigner(client, arn), not_after) for arn, not_after in retired],
+        )
 
     @property
-    def default(self) -> KmsKeySigner:
+    def default(self) -> ManagedKey:
         return self._default
 
     def for_tenant(self, tenant: str) -> KmsEnvelopeSigner:
@@ -220,7 +270,7 @@ class KmsKeyring:
         return list(entries.values())
 
 
-def _published(key: KmsKeySigner, status: str, not_after: datetime | None) -> PublishedKey:
+def _published(key: ManagedKey, status: str, not_after: datetime | None) -> PublishedKey:
     return PublishedKey(
         keyid=key.keyid,
         key_ref=key.key_ref,

@@ -71,10 +71,13 @@ def verify_poe(
     principal: Principal,
     plans: Mapping[str, Plan],
     parsed: CompactJws | None = None,
+    verified: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    identity: str | None = None,
 ) -> Entitlement:
-    """Verify a PoE JWT for ``principal`` (``parsed``: its JWS, if already split); raises
+    """Verify a PoE JWT for ``principal`` (``parsed``: its JWS, if already split; ``verified``: its
+    signature's result, already checked; ``identity``: its identity, if already known); raises
     EntitlementDenied (or TenantMismatch)."""
-    header, claims = verify_jws(parsed or poe, keys, error=EntitlementDenied)
+    header, claims = verified or verify_jws(parsed or poe, keys, error=EntitlementDenied)
     if claims.get("iss") != issuer:
         raise EntitlementDenied("the PoE was issued by another issuer")
     _, exp = check_time_claims(claims, now, max_lifetime=None, error=EntitlementDenied)
@@ -98,7 +101,7 @@ def verify_poe(
         plan=plan,
         valid_release_year=year,
         expires_at=exp,
-        poe_sha256=_identity(header, claims),
+        poe_sha256=identity or _identity(header, claims),
     )
 
 

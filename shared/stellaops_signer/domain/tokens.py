@@ -6,6 +6,7 @@ environment or the time. Every failure raises InvalidToken.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -114,21 +115,33 @@ class CompactJws:
 
     @classmethod
     def parse(cls, token: str, error: type[SignerError] = InvalidToken) -> CompactJws:
-        """Split and decode; raises ``error`` for anything but three base64url segments and a
-        JSON-object header."""
+        """Split and decode (the last 1024 distinct texts are remembered: a token is parsed once per
+        container however often it is presented); raises ``error`` for anything but three base64url
+        segments and a JSON-object header."""
+        parsed = _parse_cached(token)
+        if isinstance(parsed, str):
+            raise error(parsed)
+        return parsed
+
+    @classmethod
+    def _parse(cls, token: str) -> CompactJws | str:
+        """The JWS, or why ``token`` is none."""
         parts = token.split(".")
         if len(parts) != 3:
-            raise error("the token is not a compact JWS")
+            return "the token is not a compact JWS"
         try:
             header = strict_json(b64url_decode(parts[0]))
             payload, signature = b64url_decode(parts[1]), b64url_decode(parts[2])
         except (ValueError, UnicodeDecodeError, RecursionError):
-            raise error(
-                "the token is not a well-formed JWS (base64url, JSON with unique member names)"
-            ) from None
+            return "the token is not a well-formed JWS (base64url, JSON with unique member names)"
         if not isinstance(header, dict):
-            raise error("the JWS header is not a JSON object")
+            return "the JWS header is not a JSON object"
         return cls(header, f"{parts[0]}.{parts[1]}".encode("ascii"), payload, signature)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_cached(token: str) -> CompactJws | str:
+    return CompactJws._parse(token)
 
 
 def verify_jws(
@@ -184,6 +197,30 @@ def check_time_claims(
     return int(iat), int(exp)
 
 
+class SignatureCache:
+    """Compact JWS text → the (header, claims) of a signature verified against one key set, for at
+    most ``ttl`` seconds. Clients reuse an OpTok (or a PoE) for its lifetime: its signature is then
+    verified once per container while every claim rule still runs on every use. An entry counts
+    only for the very ``KeySet`` it was verified with, so a refreshed JWKS verifies again."""
+
+    def __init__(self, ttl: float = 300.0, size: int = 4096) -> None:
+        self._ttl = ttl
+        self._size = size
+        self._entries: dict[str, tuple[float, KeySet, dict[str, Any], dict[str, Any]]] = {}
+
+    def verify(
+        self, jws: CompactJws, text: str, keys: KeySet, now: float, error: type[SignerError] = InvalidToken
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        hit = self._entries.get(text)
+        if hit is not None and hit[0] > now and hit[1] is keys:
+            return hit[2], hit[3]
+        header, claims = verify_jws(jws, keys, error)
+        if len(self._entries) >= self._size:
+            self._entries.clear()
+        self._entries[text] = (now + self._ttl, keys, header, claims)
+        return header, claims
+
+
 def _required_string(claims: Mapping[str, Any], name: str) -> str:
     value = claims.get(name)
     if not isinstance(value, str) or not value:
@@ -192,10 +229,17 @@ def _required_string(claims: Mapping[str, Any], name: str) -> str:
 
 
 def verify_op_token(
-    token: str | CompactJws, keys: KeySet, *, issuer: str, now: float, max_lifetime: int
+    token: str | CompactJws,
+    keys: KeySet,
+    *,
+    issuer: str,
+    now: float,
+    max_lifetime: int,
+    verified: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> OpToken:
-    """Verify an OpTok per spec §3.1; raises InvalidToken naming the first rule it breaks."""
-    _, claims = verify_jws(token, keys)
+    """Verify an OpTok per spec §3.1 (``verified``: its signature's result, already checked); raises
+    InvalidToken naming the first rule it breaks."""
+    _, claims = verified or verify_jws(token, keys)
     if claims.get("iss") != issuer:
         raise InvalidToken("the token was issued by another issuer")
     audience = claims.get("aud")

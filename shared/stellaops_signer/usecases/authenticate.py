@@ -13,7 +13,7 @@ from typing import Any
 from stellaops_signer.domain.binding import Principal, verify_certificate_binding
 from stellaops_signer.domain.dpop import CLOCK_SKEW_SECONDS, NonceKeeper, verify_proof
 from stellaops_signer.domain.errors import InvalidDpopProof, InvalidToken
-from stellaops_signer.domain.tokens import CompactJws, OpToken, verify_op_token
+from stellaops_signer.domain.tokens import CompactJws, OpToken, SignatureCache, verify_op_token
 from stellaops_signer.ports import Clock, KeySetSource, ReplayStore
 
 
@@ -48,16 +48,19 @@ class TokenVerifier:
         self._issuer = issuer
         self._max_lifetime = max_lifetime
         self._clock = clock
+        self._signatures = SignatureCache()
 
     def verify(self, token: str) -> OpToken:
         """Raises InvalidToken naming the first rule the token breaks."""
         jws = CompactJws.parse(token)
+        keys, now = self._keys.key_set(jws.kid), self._clock.now()
         return verify_op_token(
             jws,
-            self._keys.key_set(jws.kid),
+            keys,
             issuer=self._issuer,
-            now=self._clock.now(),
+            now=now,
             max_lifetime=self._max_lifetime,
+            verified=self._signatures.verify(jws, token, keys, now),
         )
 
     def authenticate_iam(self, token: Any) -> Principal:

@@ -9,7 +9,7 @@ from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.entitlement import Entitlement, verify_poe
 from stellaops_signer.domain.errors import EntitlementDenied
 from stellaops_signer.domain.quota import Plan
-from stellaops_signer.domain.tokens import CompactJws
+from stellaops_signer.domain.tokens import CompactJws, SignatureCache
 from stellaops_signer.ports import Cache, Clock, KeySetSource
 
 
@@ -37,6 +37,8 @@ class EntitlementChecker:
         self._cache = cache
         self._cache_ttl = cache_ttl
         self._local: dict[str, tuple[float, bool]] = {}
+        self._signatures = SignatureCache()
+        self._identities: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def check(self, poe: str | None, principal: Principal) -> Entitlement:
@@ -47,8 +49,19 @@ class EntitlementChecker:
         keys = self._keys.key_set(jws.kid)  # raises EntitlementUnavailable when it cannot be had
         now = self._clock.now()
         entitlement = verify_poe(
-            poe, keys, issuer=self._issuer, now=now, principal=principal, plans=self._plans, parsed=jws
+            poe,
+            keys,
+            issuer=self._issuer,
+            now=now,
+            principal=principal,
+            plans=self._plans,
+            parsed=jws,
+            verified=self._signatures.verify(jws, poe, keys, now, EntitlementDenied),
+            identity=self._identities.get(poe),
         )
+        if len(self._identities) > 4096:
+            self._identities.clear()
+        self._identities[poe] = entitlement.poe_sha256  # a PoE's identity never changes
         if self._introspect is not None and not self._active(poe, entitlement, now):
             raise EntitlementDenied("the licence is revoked or inactive")
         return entitlement

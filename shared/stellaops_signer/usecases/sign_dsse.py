@@ -268,7 +268,8 @@ class SignDsse:
                 poe_sha256=entitlement.poe_sha256,
             )
         if request is not None:
-            extra.setdefault("poe_sha256", poe_identity_of(request.poe.value))
+            if "poe_sha256" not in extra:  # a PoE refused before its identity was known
+                extra["poe_sha256"] = poe_identity_of(request.poe.value)
             extra |= {
                 "scanner_digest": request.scannerImageDigest,
                 "predicate_type": request.predicateType,
