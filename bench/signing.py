@@ -371,7 +371,8 @@ def main() -> None:
         for name, figures in load.items():
             print(
                 f"\nlocal stack over HTTPS + mTLS [{name}], {LOAD_REQUESTS} signings from "
-                f"{LOAD_CLIENTS} clients: {figures['throughput']:.1f}/s, p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms"
+                f"{LOAD_CLIENTS} clients: {figures['throughput']:.1f}/s, "
+                f"p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms"
             )
     print()
     for function, ms in imports.items():

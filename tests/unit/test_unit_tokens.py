@@ -411,3 +411,48 @@ def test_ath_is_base64url_sha256_of_the_access_token() -> None:
     assert sha256_b64url(b"Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU") == (
         "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
     )
+
+
+# --- the verified-signature cache ------------------------------------------------------------------
+
+
+def test_a_cached_signature_still_has_its_claims_checked_on_every_use() -> None:
+    from stellaops_signer.domain.tokens import CompactJws, SignatureCache
+
+    cache, keys, text = SignatureCache(), KeySet.from_jwks({"keys": [public_jwk(P256, "es256")]}), token()
+    jws = CompactJws.parse(text)
+    verified = cache.verify(jws, text, keys, NOW)
+    later = NOW + 3600  # long after the token expired; the signature result is still cached
+    assert cache.verify(jws, text, keys, NOW + 10) is not None
+    with pytest.raises(InvalidToken, match="expired"):
+        verify_op_token(jws, keys, issuer=ISSUER, now=later, max_lifetime=600, verified=verified)
+
+
+def test_a_cached_signature_counts_only_for_the_key_set_that_verified_it() -> None:
+    from stellaops_signer.domain.tokens import CompactJws, SignatureCache
+
+    cache, text = SignatureCache(), token()
+    jws = CompactJws.parse(text)
+    cache.verify(jws, text, KeySet.from_jwks({"keys": [public_jwk(P256, "es256")]}), NOW)
+    stranger = KeySet.from_jwks({"keys": [public_jwk(ec.generate_private_key(ec.SECP256R1()), "es256")]})
+    with pytest.raises(InvalidToken, match="signature does not verify"):
+        cache.verify(jws, text, stranger, NOW)
+
+
+def test_a_cached_signature_expires_after_its_ttl() -> None:
+    from stellaops_signer.domain.tokens import CompactJws, SignatureCache
+
+    keys, text = KeySet.from_jwks({"keys": [public_jwk(P256, "es256")]}), token()
+    cache, jws = SignatureCache(ttl=60), CompactJws.parse(text)
+    cache.verify(jws, text, keys, NOW)
+    calls: list[int] = []
+    import stellaops_signer.domain.tokens as tokens_module
+
+    real = tokens_module.verify_jws
+    tokens_module.verify_jws = lambda *a, **k: calls.append(1) or real(*a, **k)  # type: ignore[assignment]
+    try:
+        cache.verify(jws, text, keys, NOW + 30)
+        cache.verify(jws, text, keys, NOW + 61)
+    finally:
+        tokens_module.verify_jws = real  # type: ignore[assignment]
+    assert calls == [1]
