@@ -66,7 +66,7 @@ class MotoServer:
         return int(item["q"]["N"]) if "sec" in item and int(item["sec"]["N"]) == second else 0
 
 
-def _serialised(method: Callable[..., Any], lock: threading.RLock) -> Callable[..., Any]:
+def serialised(method: Callable[..., Any], lock: threading.RLock) -> Callable[..., Any]:
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
         with lock:
@@ -91,7 +91,7 @@ def moto_server(authority: Any, release: Any, licensing: Any) -> Iterator[MotoSe
     lock = threading.RLock()
     with pytest.MonkeyPatch.context() as patch:
         for name in ("get_item", "put_item", "update_item", "delete_item", "transact_write_items"):
-            patch.setattr(DynamoDBBackend, name, _serialised(getattr(DynamoDBBackend, name), lock))
+            patch.setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name), lock))
         port = free_port()
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()

@@ -1,9 +1,10 @@
 """sign_dsse: ``POST /api/v1/signer/sign/dsse`` and ``GET /api/v1/signer/keys``; last step of SigningPipeline.
 
 Direct input ``{"opToken": str, "request": {...the §3.2 body...}, "reservation"?: {...sealed, from
-check_quota...}, "idempotencyKey"?: str}``
+check_quota...}, "idempotencyKey"?: str, "resultByReference"?: bool}``
 → the §3.2 200 body, or ``{"result": {"s3Uri", "sha256", "size"}}`` when it is larger than
-200 KiB; failures raise the error named after the spec's code (e.g. ``InvalidRequest``).
+200 KiB or ``resultByReference`` (a batch's items) asks for it; failures raise the error named after
+the spec's code (e.g. ``InvalidRequest``).
 """
 
 import json
@@ -62,4 +63,4 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ),
         event.get("reservation"),
     )
-    return signer.pipeline_result(result.body)
+    return signer.pipeline_result(result.body, by_reference=event.get("resultByReference") is True)

@@ -534,10 +534,12 @@ class Container:
         self.settings.require("payload_bucket")
         return S3PayloadStore(self.client("s3"), self.settings.payload_bucket)
 
-    def pipeline_result(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A step's answer as Step Functions can carry it: inline up to 200 KiB, else an S3 reference."""
+    def pipeline_result(self, body: dict[str, Any], *, by_reference: bool = False) -> dict[str, Any]:
+        """A step's answer as Step Functions can carry it: inline up to 200 KiB, else (or when asked: a
+        batch's items, whose results are gathered in one state) an S3 reference."""
         data = json.dumps(body, separators=(",", ":")).encode()
-        return body if len(data) <= PIPELINE_INLINE_BYTES else {"result": self.payloads.put(data)}
+        inline = not by_reference and len(data) <= PIPELINE_INLINE_BYTES
+        return body if inline else {"result": self.payloads.put(data)}
 
     @cached_property
     def idempotency(self) -> Idempotency:

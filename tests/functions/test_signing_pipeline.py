@@ -16,6 +16,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zipfile
@@ -28,6 +29,7 @@ from unittest import mock
 import pytest
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.config import default_user_config
+from moto.dynamodb.models import DynamoDBBackend
 
 from local.authority import LocalAuthority
 from local.gateway import ACCOUNT
@@ -38,6 +40,7 @@ from local.scanner_release import REPOSITORY
 from stellaops_signer import wiring
 from tests.conftest import ROOT, Aws, Release, load_event, poe_for
 from tests.functions.conftest import FUNCTIONS, Handler, token_for, verify_dsse
+from tests.moto_server import serialised
 
 ASL = ROOT / "statemachines" / "signing_pipeline.asl.json"
 STATELINT = Path(sys.executable).with_name("statelint")  # installed beside this interpreter
@@ -135,6 +138,11 @@ def pipeline(
     """moto as the ``aws`` fixture provisions it, plus the four functions and SigningPipeline."""
     invocations: list[Invocation] = []
     monkeypatch.setattr(LambdaSimpleBackend, "invoke", _in_process_invoke(handlers, invocations))
+    # A Map state runs its items in threads; moto's item writes are not atomic (DynamoDB's are): one
+    # at a time, as in tests/moto_server.py, so that a race is the Signer's and not moto's.
+    lock = threading.RLock()
+    for name in ("get_item", "put_item", "update_item", "delete_item", "transact_write_items"):
+        monkeypatch.setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name), lock))
     # What mock_aws(config=...) does at start; both settings are read on every request.
     with mock.patch.dict(default_user_config, MOTO_STEP_FUNCTIONS):
         globals_ = template["Globals"]["Function"]
@@ -330,3 +338,118 @@ def test_a_result_larger_than_200_kib_is_carried_as_an_s3_reference(
     stored = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
     assert (hashlib.sha256(stored).hexdigest(), len(stored)) == (reference["sha256"], reference["size"])
     verify_dsse(json.loads(stored)["bundle"])
+
+
+# --- batches (spec §6: many artifacts, a Map state, one result or one typed error per item) -------
+
+
+def _item(request: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "request": request,
+        "artifactBytes": len(json.dumps(request, separators=(",", ":")).encode()),
+        **extra,
+    }
+
+
+def _fetched(aws: Aws, reference: dict[str, Any]) -> dict[str, Any]:
+    """A result by reference, read back and checked against its SHA-256 and size (as a consumer must)."""
+    bucket, key = reference["s3Uri"].removeprefix("s3://").split("/", 1)
+    stored = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert (hashlib.sha256(stored).hexdigest(), len(stored)) == (reference["sha256"], reference["size"])
+    result: dict[str, Any] = json.loads(stored)
+    return result
+
+
+def test_a_batch_of_mixed_items_gives_one_result_or_one_typed_error_per_item(
+    pipeline: Pipeline, authority: LocalAuthority, client_cert: Issued, release: Release, aws: Aws
+) -> None:
+    unsigned = publish_scanner_image(HttpPusher(release.registry.base_url), REPOSITORY)
+    valid = [
+        _item(_request(subject=[{"name": f"a{i}.txt", "digest": {"sha256": f"{i:x}" * 64}}]))
+        for i in range(7)
+    ]
+    untrusted = _item(_request(scannerImageDigest=unsigned))
+    too_large = {**_item(_request()), "artifactBytes": 10_485_761}  # over the pro plan's maxArtifactBytes
+    bad_subject = _item(_request(subject=[{"name": "x", "digest": {"md5": "0" * 32}}]))
+    items = [*valid[:3], untrusted, *valid[3:5], too_large, valid[5], bad_subject, valid[6]]
+    started = time.monotonic()
+
+    execution = pipeline.run({"opToken": token_for(authority, client_cert), "requests": items})
+
+    elapsed = time.monotonic() - started
+    assert execution["status"] == "SUCCEEDED", execution
+    results = json.loads(execution["output"])["results"]
+    assert len(results) == 10
+    errors = {i: r["error"] for i, r in enumerate(results) if "error" in r}
+    assert errors == {3: "ReleaseUntrusted", 6: "ArtifactTooLarge", 8: "InvalidRequest"}, [
+        r["cause"][:300] for r in results if "error" in r
+    ]
+    signed = [_fetched(aws, r["result"]) for r in results if "result" in r]
+    assert [verify_dsse(s["bundle"])["subject"][0]["name"] for s in signed] == [f"a{i}.txt" for i in range(7)]
+    assert _usage()["daily"] == 7 and _usage()["inFlight"] == 0  # the failed items gave theirs back
+    signing = [r for r in aws.audit_records() if r["route"] == "pipeline:SignDsse"]
+    assert sorted(r["decision"] for r in signing) == ["allow"] * 7 + ["deny"]  # (the bad subject)
+    verdicts = [r["decision"] for r in aws.audit_records() if r["route"] == "pipeline:VerifyRelease"]
+    assert sorted(verdicts) == ["allow"] * 8 + ["deny"]  # (the untrusted scanner)
+    per_item = len(pipeline.invocations) / len(items)
+    print(f"\nbatch of 10 under moto: {elapsed:.2f} s, {per_item:.1f} Lambda invocations per item")
+
+
+def test_a_batch_over_one_hundred_items_is_refused_before_anything_runs(
+    pipeline: Pipeline, authority: LocalAuthority, client_cert: Issued
+) -> None:
+    items = [_item(_request())] * 101
+    execution = pipeline.run({"opToken": token_for(authority, client_cert), "requests": items})
+    assert (execution["status"], execution.get("error")) == ("FAILED", "InvalidRequest")
+    assert pipeline.invocations == []
+
+
+def test_a_batch_with_a_foreign_token_fails_every_item_and_charges_nothing(pipeline: Pipeline) -> None:
+    foreign = load_event("authenticate/direct.json")["opToken"]
+    execution = pipeline.run({"opToken": foreign, "requests": [_item(_request())] * 2})
+    assert execution["status"] == "SUCCEEDED", execution
+    assert [r["error"] for r in json.loads(execution["output"])["results"]] == ["InvalidToken"] * 2
+    assert _usage()["daily"] == 0
+
+
+def test_a_throttled_step_is_retried_and_then_signs(
+    pipeline: Pipeline,
+    authority: LocalAuthority,
+    client_cert: Issued,
+    handlers: dict[str, Handler],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GIVEN CheckQuota answers PlanThrottled once WHEN the pipeline runs THEN its Retry signs anyway."""
+    from stellaops_signer.domain.errors import PlanThrottled
+
+    real, calls = handlers["check_quota"], []
+
+    def throttled_once(event: dict[str, Any]) -> Any:
+        calls.append(event.get("action"))
+        if calls.count("reserve") == 1 and event.get("action") == "reserve":
+            raise PlanThrottled("the plan's requests per second are used up")
+        return real(event)
+
+    monkeypatch.setitem(handlers, "check_quota", throttled_once)
+    execution = pipeline.run(_input(token_for(authority, client_cert), _request()))
+    assert execution["status"] == "SUCCEEDED", execution
+    assert [s for s in pipeline.steps() if s[0] == "check_quota"] == [("check_quota", "reserve")] * 2
+    assert _usage()["daily"] == 1
+
+
+@pytest.mark.parametrize("name", ["single.json", "batch.json"])
+def test_the_example_execution_inputs_run(
+    pipeline: Pipeline, authority: LocalAuthority, client_cert: Issued, licensing: LocalLicensing, name: str
+) -> None:
+    """events/signing_pipeline/*.json, with a fresh token and PoE (the shipped ones are examples)."""
+    execution_input = load_event(f"signing_pipeline/{name}")
+    execution_input["opToken"] = token_for(authority, client_cert)
+    poe = {"format": "jwt", "value": poe_for(licensing)}
+    for item in execution_input.get("requests", [execution_input]):
+        item["request"]["poe"] = poe
+    execution = pipeline.run(execution_input)
+    assert execution["status"] == "SUCCEEDED", execution
+    output = json.loads(execution["output"])
+    assert (
+        all("result" in r for r in output["results"]) if "requests" in execution_input else "bundle" in output
+    )
