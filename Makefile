@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.package-lock.json
 
-.PHONY: run test test-fast lint build bench events registry-tools clean
+.PHONY: run test test-fast lint build bench events pipeline registry-tools clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ build: $(STAMP)  ## sam build (aws-sam-cli in its own venv)
 
 bench: $(STAMP)  ## in-process cost per signature vs the floor, AWS calls, import times
 	$(BIN)/python -m bench.signing
+
+pipeline: $(STAMP)  ## a batch SigningPipeline execution against the running local stack (make run)
+	$(BIN)/python -m local.client pipeline $(or $(INPUT),events/signing_pipeline/batch.json)
 
 events: $(STAMP)  ## regenerate events/ (realistic API Gateway and direct-invocation events)
 	$(BIN)/python -m local.make_events

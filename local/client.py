@@ -139,9 +139,18 @@ def main(argv: list[str] | None = None) -> None:
     check.add_argument(
         "--keys", type=Path, required=True, help="the /keys document saved by the keys command"
     )
+    flow = sub.add_parser(
+        "pipeline",
+        help="run a SigningPipeline execution (an events/signing_pipeline/ input, fresh token and PoE) "
+        "in the local stack's moto and print each item's outcome",
+    )
+    flow.add_argument("input", type=Path, help="the execution input, single or batch")
     args = parser.parse_args(argv)
     if args.command == "verify":
         raise SystemExit(_verify(args.answer, args.keys, args.files))
+    if args.command == "pipeline":
+        stack = json.loads(args.stack.read_text())
+        raise SystemExit(_print_pipeline(run_pipeline(stack, json.loads(args.input.read_text()))))
     client = SignerClient(json.loads(args.stack.read_text()), args.client, args.binding)
     if args.command == "keys":
         print(json.dumps(client.call("GET", "/api/v1/signer/keys", client.token()).json(), indent=2))
@@ -162,6 +171,58 @@ def main(argv: list[str] | None = None) -> None:
     }
     json.dump(summary, sys.stdout, indent=2)
     print()
+
+
+def run_pipeline(
+    stack: dict[str, Any], execution_input: dict[str, Any], timeout: float = 120.0
+) -> dict[str, Any]:
+    """Start a SigningPipeline execution in the local stack's moto with ``execution_input`` (its token
+    and PoEs replaced by fresh ones of scanner-1: an AWS principal's pipeline, binding ``iam``) and wait
+    for it; the ``DescribeExecution`` answer."""
+    import time
+    import uuid
+
+    import boto3
+
+    caller = SignerClient(stack, binding="mtls")  # an unbound PoE: direct invocations prove no key
+    execution_input = json.loads(json.dumps(execution_input))
+    execution_input["opToken"] = caller.token()
+    poe = caller.poe()
+    for item in execution_input.get("requests", [execution_input]):
+        item["request"]["poe"] = poe
+    sfn = boto3.session.Session(region_name="us-east-1").client(
+        "stepfunctions",
+        endpoint_url=stack["aws"],
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    started = sfn.start_execution(
+        stateMachineArn=stack["signingPipeline"],
+        name=f"local-{uuid.uuid4()}",
+        input=json.dumps(execution_input),
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=started["executionArn"])
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.2)
+    raise SystemExit(f"the execution still runs after {timeout:.0f} s")
+
+
+def _print_pipeline(described: dict[str, Any]) -> int:
+    if described["status"] != "SUCCEEDED":
+        print(f"execution {described['status']}: {described.get('error')} {described.get('cause', '')[:300]}")
+        return 1
+    output = json.loads(described["output"])
+    for number, result in enumerate(output.get("results", [output]), start=1):
+        if "error" in result:
+            cause = json.loads(result.get("cause") or "{}").get("errorMessage", "")
+            print(f"item {number}: refused, {result['error']}: {cause}")
+        else:
+            where = result.get("result", {}).get("s3Uri") or f"auditId {result.get('auditId')}"
+            print(f"item {number}: signed ({where})")
+    return 0
 
 
 def _verify(answer: Path, keys: Path, files: list[Path]) -> int:

@@ -126,6 +126,24 @@ def publish_release(directory: Path) -> tuple[Any, str, Any]:
     return registry, host, key
 
 
+def _deploy_pipeline(session: Any, template: Any, gateway: Any) -> str:
+    """SigningPipeline in moto, its Lambda tasks running the functions' handlers in this process
+    (``local/pipeline.py``); what ``signer-client pipeline`` starts executions of."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.core.config import default_user_config
+
+    from local.gateway import ACCOUNT
+    from local.pipeline import FUNCTIONS, MOTO_STEP_FUNCTIONS, Invocation, deploy, in_process_invoke
+
+    default_user_config.update(MOTO_STEP_FUNCTIONS)
+    handlers = {
+        name: (lambda event, f=logical_id: gateway.invoke(f, event)) for name, logical_id in FUNCTIONS.items()
+    }
+    invocations: list[Invocation] = []
+    LambdaSimpleBackend.invoke = in_process_invoke(handlers, invocations)  # type: ignore[method-assign]
+    return deploy(session, template, ACCOUNT)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -171,6 +189,7 @@ def start(
     moto_kms.apply()
     from moto.server import ThreadedMotoServer
 
+    os.environ["MOTO_PORT"] = str(moto_port)  # where moto's Step Functions send their Lambda tasks
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every AWS call
     moto.start()
@@ -228,6 +247,7 @@ def start(
         os.environ["POWERTOOLS_LOG_LEVEL"] = os.environ.get("SIGNER_LOCAL_LOG_LEVEL", "WARNING")
 
     gateway = Gateway(template)
+    pipeline_arn = _deploy_pipeline(provisioner.session, template, gateway)
     gateway_server = MutualTlsServer(port, gateway_handler(gateway), server_context(pki, server_identity))
     authority_server = MutualTlsServer(  # scanners authenticate with certificates, the Signer with a secret
         authority_port,
@@ -262,6 +282,7 @@ def start(
         "registry": registry.base_url,
         "scannerDigest": SCANNER_DIGEST,
         "resources": {k: v["Ref"] for k, v in physical.items()},
+        "signingPipeline": pipeline_arn,
         "environment": {k: v for k, v in environment.items() if not k.endswith("JWKS")},
     }
     facts = directory / "stack.json"

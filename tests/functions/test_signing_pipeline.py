@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import subprocess
 import sys
 import threading
 import time
 import uuid
-import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,28 +32,19 @@ from moto.dynamodb.models import DynamoDBBackend
 from local.authority import LocalAuthority
 from local.gateway import ACCOUNT
 from local.licensing import LocalLicensing
+from local.pipeline import ASL, MOTO_STEP_FUNCTIONS, Invocation, deploy, in_process_invoke
 from local.pki import Issued
 from local.release import HttpPusher, publish_scanner_image
 from local.scanner_release import REPOSITORY
 from stellaops_signer import wiring
-from tests.conftest import ROOT, Aws, Release, load_event, poe_for
-from tests.functions.conftest import FUNCTIONS, Handler, token_for, verify_dsse
+from tests.conftest import Aws, Release, load_event, poe_for
+from tests.functions.conftest import Handler, token_for, verify_dsse
 from tests.moto_server import serialised
 
-ASL = ROOT / "statemachines" / "signing_pipeline.asl.json"
 STATELINT = Path(sys.executable).with_name("statelint")  # installed beside this interpreter
-MOTO_STEP_FUNCTIONS = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 EXECUTION_DEADLINE_SECONDS = 30.0
 LICENCE = "LIC-A-001"
 SIGN_BODY: dict[str, Any] = json.loads(load_event("sign_dsse/sign-dsse.json")["body"])
-BY_LOGICAL_ID = {logical_id: name for name, logical_id in FUNCTIONS.items()}
-
-
-@dataclass
-class Invocation:
-    function: str
-    event: dict[str, Any]
-    error_type: str | None = None
 
 
 @dataclass
@@ -84,60 +73,13 @@ class Pipeline:
         return [(i.function, i.event.get("action")) for i in self.invocations]
 
 
-def _in_process_invoke(handlers: dict[str, Handler], invocations: list[Invocation]) -> Callable[..., bytes]:
-    """A replacement for ``LambdaSimpleBackend.invoke`` that runs the function's own handler."""
-
-    def invoke(
-        backend: LambdaSimpleBackend,
-        function_name: str,
-        qualifier: str | None,
-        body: Any,
-        headers: Any,
-        response_headers: dict[str, str],
-    ) -> bytes:
-        function = backend.get_function(function_name, qualifier)  # an unknown ARN fails as in Lambda
-        event = json.loads(body or "{}")
-        invocation = Invocation(BY_LOGICAL_ID[function.function_name], copy.deepcopy(event))
-        invocations.append(invocation)
-        try:
-            result: Any = handlers[invocation.function](event)
-        except Exception as error:
-            invocation.error_type = type(error).__name__
-            response_headers["x-amz-function-error"] = "Unhandled"
-            result = {"errorType": invocation.error_type, "errorMessage": str(error)}
-        payload = json.dumps(result).encode()
-        response_headers["Content-Length"] = str(len(payload))
-        return payload
-
-    return invoke
-
-
-def _deployment_package(name: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as package:
-        package.write(ROOT / "functions" / name / "app.py", "app.py")
-    return buffer.getvalue()
-
-
-def _definition(template: dict[str, Any], function_arns: dict[str, str]) -> str:
-    """The ASL with the template's ``DefinitionSubstitutions`` (``!GetAtt <Function>.Arn``) applied."""
-    definition = ASL.read_text()
-    substitutions = template["Resources"]["SigningPipeline"]["Properties"]["DefinitionSubstitutions"]
-    for variable, value in substitutions.items():
-        logical_id, attribute = value["Fn::GetAtt"]
-        assert attribute == "Arn"
-        definition = definition.replace(f"${{{variable}}}", function_arns[logical_id])
-    assert "${" not in definition
-    return definition
-
-
 @pytest.fixture
 def pipeline(
     aws: Aws, handlers: dict[str, Handler], template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Pipeline]:
     """moto as the ``aws`` fixture provisions it, plus the four functions and SigningPipeline."""
     invocations: list[Invocation] = []
-    monkeypatch.setattr(LambdaSimpleBackend, "invoke", _in_process_invoke(handlers, invocations))
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", in_process_invoke(handlers, invocations))
     # A Map state runs its items in threads; moto's item writes are not atomic (DynamoDB's are): one
     # at a time, as in tests/moto_server.py, so that a race is the Signer's and not moto's.
     lock = threading.RLock()
@@ -145,39 +87,8 @@ def pipeline(
         monkeypatch.setattr(DynamoDBBackend, name, serialised(getattr(DynamoDBBackend, name), lock))
     # What mock_aws(config=...) does at start; both settings are read on every request.
     with mock.patch.dict(default_user_config, MOTO_STEP_FUNCTIONS):
-        globals_ = template["Globals"]["Function"]
-        role = aws.client("iam").create_role(
-            RoleName="SignerFunctionRole",
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "lambda.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-        )["Role"]["Arn"]
-        function_arns = {
-            logical_id: aws.client("lambda").create_function(
-                FunctionName=logical_id,
-                Runtime=globals_["Runtime"],
-                Handler=globals_["Handler"],
-                Role=role,
-                Code={"ZipFile": _deployment_package(name)},
-            )["FunctionArn"]
-            for name, logical_id in FUNCTIONS.items()
-        }
+        arn = deploy(aws.session, template, ACCOUNT)
         sfn = aws.client("stepfunctions")
-        arn = sfn.create_state_machine(
-            name="SigningPipeline",
-            definition=_definition(template, function_arns),
-            roleArn=f"arn:aws:iam::{ACCOUNT}:role/SigningPipelineRole",
-            type="STANDARD",
-        )["stateMachineArn"]
         yield Pipeline(sfn, arn, invocations)
 
 
