@@ -35,7 +35,7 @@ def sign(request: http.ApiRequest) -> http.Answer:
 
 
 def keys(request: http.ApiRequest) -> http.Answer:
-    return http.Answer(container().keys_document())
+    return http.Answer(container().keys_document(request.caller, request.header(http.TENANT_HEADER)))
 
 
 ROUTES = {("POST", http.SIGN_PATH): sign, ("GET", http.KEYS_PATH): keys}

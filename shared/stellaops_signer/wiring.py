@@ -477,9 +477,13 @@ class Container:
             return url
         raise ConfigurationError(f"{variable} must be an https:// URL")
 
-    def keys_document(self) -> dict[str, Any]:
-        """``GET /keys`` (spec §3.5)."""
+    def keys_document(self, caller: Principal, tenant_header: str | None) -> dict[str, Any]:
+        """``GET /keys`` (spec §3.5), for any authenticated caller of the tenant it names."""
         from cryptography.hazmat.primitives.serialization import Encoding
+
+        from stellaops_signer.domain.authorization import check_tenant
+
+        check_tenant(caller, tenant_header)
 
         from stellaops_signer.domain.keyless import parse_certificates
         from stellaops_signer.usecases.sign_dsse import keys_document

@@ -20,7 +20,14 @@ from typing import Any
 
 from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.errors import InvalidRequest, PlanThrottled, QuotaExhausted, SigningUnavailable
-from stellaops_signer.domain.quota import LEASE_SECONDS, Plan, Reservation, seconds_to_next_day, utc_day
+from stellaops_signer.domain.quota import (
+    LEASE_SECONDS,
+    Plan,
+    Reservation,
+    refusal_headers,
+    seconds_to_next_day,
+    utc_day,
+)
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
 
@@ -72,15 +79,18 @@ class DynamoDbQuotaStore:
             slot = self._free_slot(seen, plan.concurrency, second)
             if slot is None:
                 raise PlanThrottled(
-                    "the plan's concurrent signings are all in flight", headers=_retry(1, plan.concurrency)
+                    "the plan's concurrent signings are all in flight",
+                    headers=refusal_headers(1, plan.concurrency, plan),
                 )
             same_day = seen is None or _text(seen, "day") == day
             same_second = same_day and (seen is None or _number(seen, "sec") == second)
             if same_day and _number(seen or {}, "n") >= plan.dailySignatures:
-                headers = _retry(seconds_to_next_day(now), plan.dailySignatures)
+                headers = refusal_headers(seconds_to_next_day(now), plan.dailySignatures, plan)
                 raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
             if same_second and _number(seen or {}, "q") >= plan.qps:
-                raise PlanThrottled("the plan's requests per second are used up", headers=_retry(1, plan.qps))
+                raise PlanThrottled(
+                    "the plan's requests per second are used up", headers=refusal_headers(1, plan.qps, plan)
+                )
             try:
                 answer = self._take(license_id, plan, slot, lease_id, day, second, same_day, same_second)
             except AWS_FAILURES as error:
@@ -258,16 +268,6 @@ class DynamoDbQuotaStore:
         }
 
 
-def _retry(seconds: int, limit: int) -> dict[str, str]:
-    """A refusal's headers: the quota that ran out, nothing left of it, and when it resets."""
-    return {
-        "Retry-After": str(seconds),
-        "RateLimit-Limit": str(limit),
-        "RateLimit-Remaining": "0",
-        "RateLimit-Reset": str(seconds),
-    }
-
-
 class InMemoryQuotaStore:
     """A fake with the same contract (thread-safe): counters and leases in dictionaries."""
 
@@ -290,16 +290,18 @@ class InMemoryQuotaStore:
         qps_key, day_key = f"qps#{license_id}#{second}", f"day#{license_id}#{day}"
         with self._lock:
             if self.counts.get(qps_key, 0) >= plan.qps:
-                raise PlanThrottled("the plan's requests per second are used up", headers=_retry(1, plan.qps))
+                raise PlanThrottled(
+                    "the plan's requests per second are used up", headers=refusal_headers(1, plan.qps, plan)
+                )
             if self.counts.get(day_key, 0) >= plan.dailySignatures:
                 reset = seconds_to_next_day(now)
-                headers = _retry(reset, plan.dailySignatures)
+                headers = refusal_headers(reset, plan.dailySignatures, plan)
                 raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
             slot = next(
                 (slot for slot in range(plan.concurrency) if self._free(f"{license_id}#{slot}", now)), None
             )
             if slot is None:
-                headers = _retry(1, plan.concurrency)
+                headers = refusal_headers(1, plan.concurrency, plan)
                 raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
             lease_id = str(uuid.uuid4())
             self.leases[f"{license_id}#{slot}"] = [lease_id, int(now) + LEASE_SECONDS, False, False]

@@ -17,5 +17,11 @@ def authorize(principal: Principal, any_of_scopes: Iterable[str], tenant_header:
     wanted = frozenset(any_of_scopes)
     if not principal.scopes & wanted:
         raise InsufficientScope("the token lacks the scope " + " or ".join(sorted(wanted)))
+    check_tenant(principal, tenant_header)
+
+
+def check_tenant(principal: Principal, tenant_header: str | None) -> None:
+    """Raise TenantMismatch if ``X-StellaOps-Tenant`` names another tenant than the token's ``tid``
+    (every route, ``/keys`` included: spec §3.1, §3.5)."""
     if tenant_header is not None and tenant_header != principal.tenant:
         raise TenantMismatch("X-StellaOps-Tenant differs from the token's tenant")

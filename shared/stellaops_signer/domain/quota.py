@@ -98,12 +98,38 @@ def seconds_to_next_day(now: float) -> int:
     return max(1, int((midnight - moment).total_seconds() + 0.999))
 
 
-def rate_limit_headers(plan: Plan, qps_used: int) -> dict[str, str]:
-    """``RateLimit-Limit/Remaining/Reset`` for the QPS window (draft-ietf-httpapi-ratelimit-headers)."""
+def rate_limit_policy(plan: Plan) -> str:
+    """``RateLimit-Policy`` (draft-ietf-httpapi-ratelimit-headers-07 §2.1): every policy of the plan,
+    per second and per UTC day."""
+    return f'{plan.qps};w=1;comment="per second", {plan.dailySignatures};w=86400;comment="per day"'
+
+
+def rate_limit_headers(plan: Plan, reservation: Reservation, now: float) -> dict[str, str]:
+    """``RateLimit-Limit/Remaining/Reset`` of the policy closest to running out (the smaller share
+    left), and ``RateLimit-Policy`` naming them all (spec §3.6)."""
+    per_second = (plan.qps, max(0, plan.qps - reservation.qps_used), 1)
+    per_day = (
+        plan.dailySignatures,
+        max(0, plan.dailySignatures - reservation.daily_used),
+        seconds_to_next_day(now),
+    )
+    limit, remaining, reset = min(per_second, per_day, key=lambda policy: policy[1] / policy[0])
     return {
-        "RateLimit-Limit": str(plan.qps),
-        "RateLimit-Remaining": str(max(0, plan.qps - qps_used)),
-        "RateLimit-Reset": "1",  # the QPS window is one second
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": str(reset),
+        "RateLimit-Policy": rate_limit_policy(plan),
+    }
+
+
+def refusal_headers(seconds: int, limit: int, plan: Plan) -> dict[str, str]:
+    """A 429's headers: the quota that ran out, nothing left of it, when it resets, every policy."""
+    return {
+        "Retry-After": str(seconds),
+        "RateLimit-Limit": str(limit),
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": str(seconds),
+        "RateLimit-Policy": rate_limit_policy(plan),
     }
 
 

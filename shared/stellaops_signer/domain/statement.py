@@ -102,9 +102,16 @@ def parse_json_object(body: str | bytes | None) -> dict[str, Any]:
         raise InvalidRequest("a JSON body is required")
     try:
         text = body.decode("utf-8") if isinstance(body, bytes) else body  # RFC 8259 §8.1: UTF-8 only
+    except UnicodeDecodeError as error:
+        raise InvalidRequest(f"the body is not UTF-8 (byte {error.start})") from None
+    try:
         value = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constants)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise InvalidRequest("the body is not valid UTF-8 JSON") from None
+    except json.JSONDecodeError as error:
+        raise InvalidRequest(
+            f"the body is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+        ) from None
+    except (ValueError, RecursionError):
+        raise InvalidRequest("the body is not valid JSON (nested too deeply)") from None
     if not isinstance(value, dict):
         raise InvalidRequest("the body must be a JSON object")
     return value
@@ -122,7 +129,10 @@ class Statement:
     def build(cls, request: SignRequest, catalogue: PredicateCatalogue) -> Statement:
         """Build the Statement of a request; raises UnsupportedPredicateType or InvalidRequest."""
         if request.predicateType not in catalogue:
-            raise UnsupportedPredicateType(f"predicateType {request.predicateType!r} is not allowed")
+            allowed = ", ".join(sorted(catalogue.allowed))
+            raise UnsupportedPredicateType(
+                f"predicateType {request.predicateType!r} is not allowed; this installation signs: {allowed}"
+            )
         document = {
             "_type": STATEMENT_TYPE,
             "subject": [{"name": s.name, "digest": s.digest} for s in request.subject],

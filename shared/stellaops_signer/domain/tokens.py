@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from stellaops_signer.domain.errors import InvalidToken, SignerError
+from stellaops_signer.domain.errors import EntitlementDenied, InvalidDpopProof, InvalidToken, SignerError
 from stellaops_signer.domain.jose import (
     KEY_REQUIREMENTS,
     PRIVATE_MEMBERS,
@@ -29,6 +29,13 @@ CLOCK_SKEW_SECONDS = 30
 #: Asymmetric only; never ``none``, never HMAC (spec §3.1).
 ALLOWED_ALGORITHMS = tuple(KEY_REQUIREMENTS)
 BindingKind = Literal["jkt", "x5t#S256"]
+
+
+def subject_of(error: type[SignerError]) -> str:
+    """What a refusal is about, in words (a PoE's refusal must not read as if the OpToken were wrong)."""
+    return {EntitlementDenied: "the Proof-of-Entitlement", InvalidDpopProof: "the DPoP proof"}.get(
+        error, "the token"
+    )
 
 
 class KeySet:
@@ -120,7 +127,7 @@ class CompactJws:
         segments and a JSON-object header."""
         parsed = _parse_cached(token)
         if isinstance(parsed, str):
-            raise error(parsed)
+            raise error(parsed.replace("the token", subject_of(error), 1))
         return parsed
 
     @classmethod
@@ -151,25 +158,25 @@ def verify_jws(
     jws = token if isinstance(token, CompactJws) else CompactJws.parse(token, error)
     header = jws.header
     if "crit" in header:  # RFC 7515 §4.1.11: we understand no extension, so refuse them all
-        raise error("critical header parameters are not supported")
+        raise error(f"{subject_of(error)}: critical header parameters are not supported")
     alg = header.get("alg")
     if alg not in ALLOWED_ALGORITHMS:
-        raise error(f"algorithm {alg!r} is not accepted")
+        raise error(f"{subject_of(error)}: algorithm {alg!r} is not accepted")
     if "kid" in header and jws.kid is None:
-        raise error("kid must be a string")
+        raise error(f"{subject_of(error)}: kid must be a string")
     key = keys.find(jws.kid)
     if key is None:
-        raise error("the signing key is unknown")
+        raise error(f"{subject_of(error)}: the signing key is unknown")
     if not key.can_verify(alg):
-        raise error("the header algorithm does not match the key")
+        raise error(f"{subject_of(error)}: the header algorithm does not match the key")
     if not key.verify(alg, jws.signing_input, jws.signature):
-        raise error("the signature does not verify")
+        raise error(f"{subject_of(error)}: the signature does not verify")
     try:
         claims = strict_json(jws.payload)
     except (ValueError, RecursionError):  # includes UnicodeDecodeError and repeated member names
-        raise error("the claims are not JSON with unique member names") from None
+        raise error(f"{subject_of(error)}: the claims are not JSON with unique member names") from None
     if not isinstance(claims, dict):
-        raise error("the claims are not a JSON object")
+        raise error(f"{subject_of(error)}: the claims are not a JSON object")
     return header, claims
 
 
@@ -184,16 +191,16 @@ def check_time_claims(
     exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", None)
     for name, value in (("exp", exp), ("iat", iat)) + ((("nbf", nbf),) if nbf is not None else ()):
         if (type(value) is not int and type(value) is not float) or not math.isfinite(value):
-            raise error(f"{name} must be a number")
+            raise error(f"{subject_of(error)}: {name} must be a number")
     assert isinstance(exp, (int, float)) and isinstance(iat, (int, float))
     if exp <= now - CLOCK_SKEW_SECONDS:
-        raise error("the token has expired")
+        raise error(f"{subject_of(error)} has expired")
     if iat > now + CLOCK_SKEW_SECONDS:
-        raise error("the token was issued in the future")
+        raise error(f"{subject_of(error)} was issued in the future")
     if nbf is not None and nbf > now + CLOCK_SKEW_SECONDS:
-        raise error("the token is not valid yet")
+        raise error(f"{subject_of(error)} is not valid yet")
     if max_lifetime is not None and exp - iat > max_lifetime:
-        raise error(f"the token lives longer than {max_lifetime} s")
+        raise error(f"{subject_of(error)} lives longer than {max_lifetime} s")
     return int(iat), int(exp)
 
 
