@@ -25,7 +25,7 @@ def quota(request: http.ApiRequest) -> http.Answer:
         request.header(POE_HEADER),
         RequestMeta(
             correlation_id=request.correlation_id,
-            route=http.QUOTA_PATH,
+            route=request.route,
             tenant_header=request.header(http.TENANT_HEADER),
         ),
     )

@@ -23,7 +23,7 @@ def sign(request: http.ApiRequest) -> http.Answer:
         lambda: SignRequest.parse(request.body),
         RequestMeta(
             correlation_id=request.correlation_id,
-            route=http.SIGN_PATH,
+            route=request.route,
             tenant_header=request.header(http.TENANT_HEADER),
             idempotency_key=request.header(http.IDEMPOTENCY_HEADER),
             body_bytes=len(request.body or b""),

@@ -21,7 +21,7 @@ def referrers(request: http.ApiRequest) -> http.Answer:
         request.query.get("repository"),
         RequestMeta(
             correlation_id=request.correlation_id,
-            route=http.VERIFY_PATH,
+            route=request.route,
             tenant_header=request.header(http.TENANT_HEADER),
         ),
     )

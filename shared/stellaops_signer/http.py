@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,11 +54,13 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
-def correlation_id(headers: Mapping[str, str] | None) -> str:
-    """Echo a well-formed ``X-Correlation-Id``; otherwise mint one (never echo arbitrary bytes)."""
-    given = header(headers, CORRELATION_HEADER)
-    if given and _SAFE_CORRELATION_ID.fullmatch(given):
-        return given
+def correlation_id(headers: Mapping[str, str] | None, minted: Any = None) -> str:
+    """Echo a well-formed ``X-Correlation-Id``; else the one the authorizer minted for this request
+    (``minted``: one id across the authorizer, the function and the audit record); else mint one.
+    Never echo arbitrary bytes."""
+    for candidate in (header(headers, CORRELATION_HEADER), minted):
+        if isinstance(candidate, str) and _SAFE_CORRELATION_ID.fullmatch(candidate):
+            return candidate
     return str(uuid.uuid4())
 
 
@@ -127,13 +130,18 @@ class ApiRequest:
             query=event.get("queryStringParameters") or {},
             body=body,
             authorizer=context.get("authorizer") or {},
-            correlation_id=correlation_id(headers),
+            correlation_id=correlation_id(headers, (context.get("authorizer") or {}).get("correlationId")),
             client_cert_pem=certificate if isinstance(certificate, str) else None,
             lambda_context=lambda_context,
         )
 
     def header(self, name: str) -> str | None:
         return header(self.headers, name)
+
+    @property
+    def route(self) -> str:
+        """``METHOD /path``: how audit records and log lines name an HTTP route."""
+        return f"{self.method} {self.resource}"
 
     @property
     def caller(self) -> Principal:
@@ -181,6 +189,7 @@ def serve(
     context and a valid token for the same principal (spec §6). Every answer is JSON or
     problem+json and carries the correlation id. Unknown errors become a generic 500 with the
     stack in the log only."""
+    started = time.perf_counter()
     request = ApiRequest.from_event(event, lambda_context)
     correlation = request.correlation_id
     logger.set_correlation_id(correlation)
@@ -189,21 +198,41 @@ def serve(
         if route is None:
             raise NotFound("no such route")
         principal = gate().confirm_caller(principal_from_context(request.authorizer), request)
-        answer = route(dataclasses.replace(request, principal=principal))
+        request = dataclasses.replace(request, principal=principal)
+        answer = route(request)
     except SignerError as error:
-        logger.info("request refused", extra={"code": error.code, "status": error.status})
         count_outcome(error.code)
+        _access(request, error.status, error.code, started, "")
         return proxy_answer(*problem(error, correlation))
     except Exception:
         logger.exception("unexpected error")
         count_outcome(InternalError.code)
+        _access(request, 500, InternalError.code, started, "")
         return proxy_answer(*problem(InternalError("an unexpected error occurred"), correlation))
     count_outcome("ok")
+    _access(request, answer.status, "", started, str(answer.body.get("auditId", "")))
     headers = {"Content-Type": JSON, CORRELATION_HEADER: correlation, **answer.headers}
     nonce = request.authorizer.get("dpopNonce")
     if nonce:  # RFC 9449 §8.2: a fresh nonce on successful answers too
         headers["DPoP-Nonce"] = str(nonce)
     return proxy_answer(answer.status, headers, answer.body)
+
+
+def _access(request: ApiRequest, status: int, code: str, started: float, audit_id: str) -> None:
+    """The one INFO line of a request (spec §5.7): route, status, code, latency, tenant, auditId —
+    never a token, a proof or a PoE."""
+    tenant = request.principal.tenant if request.principal else str(request.authorizer.get("tid", ""))
+    logger.info(
+        "request",
+        extra={
+            "route": request.route,
+            "status": status,
+            "code": code,
+            "latencyMs": round((time.perf_counter() - started) * 1000, 1),
+            "tenant": tenant,
+            "auditId": audit_id,
+        },
+    )
 
 
 def is_proxy_event(event: Mapping[str, Any]) -> bool:
@@ -306,7 +335,10 @@ def authorizer_answer(
     try:
         principal = authenticator.authenticate(facts)
     except AuthenticationError as error:
-        logger.info("authentication refused", extra={"code": error.code, "path": facts.path})
+        logger.info(
+            "request",
+            extra={"route": f"{facts.method} {facts.path}", "status": error.status, "code": error.code},
+        )
         count_outcome(error.code)
         record_denial(error, facts.method, facts.path, correlation)
         error.headers.setdefault("DPoP-Nonce", authenticator.fresh_nonce())

@@ -370,7 +370,7 @@ def test_poe_never_appears_in_the_logs(
     finally:
         logger.setLevel(level)
     logs = " ".join(str(record.__dict__) for record in caplog.records)
-    assert "request refused" in logs  # the logs, with their extra fields, were captured
+    assert "entitlement_denied" in logs  # the request lines, with their extra fields, were captured
     assert "eyJ" not in logs  # no JWS at all: neither a PoE nor a token
 
 

@@ -83,3 +83,46 @@ def test_a_poe_refusal_speaks_of_the_proof_of_entitlement(aws: Any, handlers: An
 def test_malformed_json_says_where(aws: Any, handlers: Any, raw: str, where: str) -> None:
     status, _, problem = _sign(handlers, raw=raw)
     assert (status, problem["code"]) == (400, "invalid_request") and where in problem["detail"]
+
+
+# --- one correlation id, one line per request (spec §5.7) -----------------------------------------
+
+
+def test_one_correlation_id_runs_through_the_authorizer_the_function_and_the_audit_record(
+    aws: Any,
+    handlers: Any,
+    raw_handlers: Any,
+    authority: Any,
+    client_cert: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """GIVEN a request without X-Correlation-Id WHEN the authorizer mints one THEN the function's answer,
+    its log line and its audit record carry that very id."""
+    from tests.functions.conftest import authorizer_event, token_for
+
+    event = authorizer_event(token_for(authority, client_cert), client_cert)
+    for name in ("X-Correlation-Id",):
+        event["headers"].pop(name, None)
+        event["multiValueHeaders"].pop(name, None)
+    decision = handlers["authenticate"](event)
+    minted = decision["context"]["correlationId"]
+    headers = {k: v for k, v in HEADERS.items() if k != "X-Correlation-Id"}
+    headers["Authorization"] = event["headers"]["Authorization"]  # what API Gateway passes on
+    sign = sign_event(BODY, context={**decision["context"], "principalId": "x"}, headers=headers)
+    sign["requestContext"]["identity"]["clientCert"] = event["requestContext"]["identity"]["clientCert"]
+    from stellaops_signer.observability import logger
+
+    level = logger.log_level
+    logger.setLevel("INFO")
+    try:
+        answer = raw_handlers["sign_dsse"](sign)
+    finally:
+        logger.setLevel(level)
+    assert answer["statusCode"] == 200, answer["body"]
+    assert response_headers(answer)["x-correlation-id"] == minted
+    [record] = [r for r in aws.audit_records() if r["decision"] == "allow"]
+    assert record["correlation_id"] == minted and record["route"] == "POST /api/v1/signer/sign/dsse"
+    lines = [r for r in caplog.records if r.getMessage() == "request" and getattr(r, "status", None) == 200]
+    assert [(r.route, r.tenant, r.auditId) for r in lines] == [  # type: ignore[attr-defined]
+        ("POST /api/v1/signer/sign/dsse", "tenant-a", json.loads(answer["body"])["auditId"])
+    ]
