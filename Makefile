@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 $(NODE_STAMP): tests/interop/package.json tests/interop/package-lock.json
 	npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
 
-run: $(STAMP)  ## the whole service on https://127.0.0.1:8443 (spec §7)
-	$(BIN)/python -m local.stack
+run: $(STAMP)  ## the whole service on https://127.0.0.1:8443 (spec §7); VERBOSE=1 adds the functions' logs
+	$(BIN)/python -m local.stack $(if $(VERBOSE),--verbose)
 
 registry-tools:  ## Debian's docker-registry and skopeo, for the release tests (apt, as root)
 	bash .ci/registry.sh

@@ -268,6 +268,22 @@ def _is_text(headers: Mapping[str, str]) -> bool:
     return "json" in content_type or content_type.startswith("text/")
 
 
+def access_line(
+    method: str, target: str, status: int, headers: Mapping[str, str], data: bytes, started: float
+) -> str:
+    """``POST /api/v1/signer/sign/dsse 200 - 38.2 ms <correlation id>``: method, path, status, the
+    problem's code (or -), latency, correlation id. Never a header value but the correlation id."""
+    code = "-"
+    if status >= 400 and _is_text(headers):
+        try:
+            code = str(json.loads(data).get("code") or "-")
+        except (ValueError, AttributeError):
+            code = "-"
+    correlation = next((v for k, v in headers.items() if k.lower() == "x-correlation-id"), "-")
+    path = urlsplit(target).path
+    return f"{method} {path} {status} {code} {(time.perf_counter() - started) * 1000:.1f} ms {correlation}"
+
+
 def handler_for(gateway: Gateway, log: Any = None) -> type:
     class GatewayHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -278,13 +294,19 @@ def handler_for(gateway: Gateway, log: Any = None) -> type:
             if log:
                 log(fmt % args)
 
+        def log_request(self, code: Any = "-", size: Any = "-") -> None:
+            pass  # one access line of our own per request (below), not http.server's
+
         def _serve(self) -> None:
+            started = time.perf_counter()
             length = int(self.headers.get("Content-Length", "0") or 0)
             body = self.rfile.read(length) if length else b""
             headers = {k: v for k, v in self.headers.items()}
             status, out_headers, data = gateway.handle(
                 self.command, self.path, headers, body, peer_certificate_pem(self), self.client_address[0]
             )
+            if log:
+                log(access_line(self.command, self.path, status, out_headers, data, started))
             self.send_response(status)
             for name, value in out_headers.items():
                 if name.lower() not in ("content-length", "connection"):

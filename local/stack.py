@@ -248,7 +248,11 @@ def start(
 
     gateway = Gateway(template)
     pipeline_arn = _deploy_pipeline(provisioner.session, template, gateway)
-    gateway_server = MutualTlsServer(port, gateway_handler(gateway), server_context(pki, server_identity))
+    gateway_server = MutualTlsServer(
+        port,
+        gateway_handler(gateway, log=lambda line: print(line, flush=True)),
+        server_context(pki, server_identity),
+    )
     authority_server = MutualTlsServer(  # scanners authenticate with certificates, the Signer with a secret
         authority_port,
         authority_handler(authority, authority_url),

@@ -1,0 +1,977 @@
+"""``make sam-local``: every function in its Lambda-like container, with ``sam local invoke``.
+
+Spec §7 and §10, issue 12 item 1; docs/sam-local.md says why each step is as it is. In order:
+
+1. Debian's ``docker.io`` and ``debootstrap`` are installed when missing (apt, as root).
+2. A ``dockerd`` of its own starts (own socket, data root and exec root under one run directory,
+   its own bridge, ``--iptables=false``, ``--ip-forward=false``, ``--dns 127.0.0.1``).
+3. The base image ``public.ecr.aws/lambda/python:3.12-x86_64`` is loaded from the cache, or built:
+   a debootstrapped Debian (cached as a tarball) plus this machine's Python 3.12, ``awslambdaric``
+   and Lambda's bootstrap files; nothing is pulled.
+4. ``sam build`` runs (into the run directory, beside the image work).
+5. moto's server listens on the bridge address and is provisioned from template.yaml; the scanner
+   release is published to the OCI stand-in, reachable from the containers over TLS on the bridge
+   address; the Authority and Licensing are keys only (inline JWKS, no introspection, no keyless).
+6. ``sam local invoke <Function> --skip-pull-image -e <event>`` runs for every event file of every
+   function (API Gateway and direct shapes), tokens and PoEs minted fresh. Each invoke is judged by
+   its answer, not by SAM's exit code, and printed as one line.
+7. Everything started is stopped by PID (SAM, moto, dockerd), the bridge is removed.
+
+``python -m local.sam_local --help`` for the options. Exit status 0 when every invoke answered as
+expected; the ``--results`` JSON holds each answer for the containers tier (tests/containers/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import datetime as dt
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import socketserver
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path("/var/cache/stellaops-signer/sam-local")
+IMAGE = "public.ecr.aws/lambda/python:3.12-x86_64"  # what SAM looks for, for python3.12 on x86_64
+INVOKE_IMAGE = "stellaops-signer/sam-local-invoke:python3.12"  # IMAGE + the moto endpoint (ENV)
+ROOTFS_IMAGE = "stellaops-signer/debian-minbase:bookworm"
+SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
+#: What this machine's python3.12 and awslambdaric link against (ldd), beyond minbase.
+ROOTFS_PACKAGES = ("ca-certificates", "libffi8", "libssl3", "libsqlite3-0", "libncursesw6", "libuuid1")
+PYTHON_HOME = Path("/root/.pyenv/versions/3.12.1")
+AWSLAMBDARIC = "awslambdaric==4.2.2"
+REGION = "us-east-1"
+INVOKE_TIMEOUT = 180.0  # seconds for one `sam local invoke`, its image build included
+
+FUNCTIONS = {
+    "authenticate": "AuthenticateFunction",
+    "check_quota": "CheckQuotaFunction",
+    "verify_release": "VerifyReleaseFunction",
+    "sign_dsse": "SignDsseFunction",
+}
+
+STARTED = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"sam-local [{time.monotonic() - STARTED:6.1f} s] {message}", flush=True)
+
+
+def run(
+    command: list[str], *, log_file: Path | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command``; its output goes to ``log_file`` (shown when it fails) or is captured."""
+    if log_file is None:
+        completed = subprocess.run(command, capture_output=True, text=True, **kwargs)
+        output = completed.stdout + completed.stderr
+    else:
+        with log_file.open("a") as sink:
+            completed = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, text=True, **kwargs)
+        output = log_file.read_text()
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} … failed ({completed.returncode}):\n{output[-4000:]}")
+    return completed
+
+
+# --- 1. packages ------------------------------------------------------------------------------
+
+
+def ensure_packages(timings: dict[str, float]) -> None:
+    """apt-get install docker.io debootstrap, once; services are never started by the install."""
+    started = time.monotonic()
+    missing = [
+        p
+        for p, command in (("docker.io", "dockerd"), ("debootstrap", "debootstrap"))
+        if not shutil.which(command)
+    ]
+    if missing:
+        if os.geteuid() != 0:
+            raise RuntimeError(f"{', '.join(missing)} missing: run as root to install them")
+        log(f"apt-get install {' '.join(missing)}")
+        policy = Path("/usr/sbin/policy-rc.d")
+        created_policy = not policy.exists()
+        if created_policy:  # Debian's way to keep a package's postinst from starting its service
+            policy.write_text("#!/bin/sh\nexit 101\n")
+            policy.chmod(0o755)
+        try:
+            environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            run(["apt-get", "update", "-qq"], env=environment)
+            run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], env=environment)
+        finally:
+            if created_policy:
+                policy.unlink()
+    timings["packages"] = time.monotonic() - started
+
+
+# --- 2. the bridge and the daemon -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A Linux bridge for this run's dockerd: its gateway address is where containers reach the host."""
+
+    name: str
+    network: ipaddress.IPv4Network
+
+    @property
+    def address(self) -> str:
+        return str(next(self.network.hosts()))
+
+    @classmethod
+    @contextlib.contextmanager
+    def create(cls) -> Iterator[Bridge]:
+        used = _networks_in_use()
+        network = next(
+            candidate
+            for candidate in (ipaddress.ip_network(f"172.29.{n}.0/24") for n in range(1, 255))
+            if not any(candidate.overlaps(u) for u in used)
+        )
+        bridge = cls(f"samlocal{os.getpid() % 100000}", network)
+        run(["ip", "link", "add", "name", bridge.name, "type", "bridge"])
+        try:
+            run(["ip", "addr", "add", f"{bridge.address}/{network.prefixlen}", "dev", bridge.name])
+            run(["ip", "link", "set", bridge.name, "up"])
+            log(f"bridge {bridge.name} {bridge.address}/{network.prefixlen}")
+            yield bridge
+        finally:
+            subprocess.run(["ip", "link", "delete", bridge.name], check=False)
+            log(f"bridge {bridge.name} removed")
+
+
+def _networks_in_use() -> list[ipaddress.IPv4Network]:
+    """Every IPv4 network this machine routes or holds an address in (the bridge must overlap none)."""
+    used = []
+    routes = run(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines()
+    addresses = run(["ip", "-4", "-o", "addr", "show"]).stdout.splitlines()
+    kinds = ("local", "broadcast", "unicast", "unreachable", "blackhole", "prohibit", "throw")
+    candidates = [w[1] if w[0] in kinds else w[0] for w in (line.split() for line in routes) if w]
+    candidates += [line.split()[3] for line in addresses if len(line.split()) > 3]
+    for candidate in candidates:
+        with contextlib.suppress(ValueError):
+            used.append(ipaddress.IPv4Network(candidate, strict=False))
+    return used
+
+
+def docker_cli() -> str:
+    """Debian's docker client (it matches Debian's daemon) before any other on PATH."""
+    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+
+
+@dataclass
+class Dockerd:
+    """A dockerd of this run: its socket, exec root and pid file live under ``directory`` (short: a
+    unix socket path has at most 107 bytes), its images and containers under ``data_root``."""
+
+    directory: Path
+    data_root: Path
+    bridge: Bridge
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> str:
+        return f"unix://{self.directory / 'docker.sock'}"
+
+    def docker(self, *arguments: str, log_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DOCKER_HOST": self.socket, "DOCKER_BUILDKIT": "0"}
+        return run([docker_cli(), *arguments], log_file=log_file, env=env)
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, directory: Path, data_root: Path, bridge: Bridge) -> Iterator[Dockerd]:
+        daemon = cls(directory, data_root, bridge)
+        directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            "dockerd",
+            f"--host={daemon.socket}",
+            f"--data-root={data_root}",
+            f"--exec-root={directory / 'exec'}",
+            f"--pidfile={directory / 'docker.pid'}",
+            f"--bridge={bridge.name}",
+            "--iptables=false",
+            "--ip-forward=false",
+            "--ip-masq=false",
+            "--dns=127.0.0.1",
+            "--log-level=warn",
+        ]
+        with (data_root.parent / "dockerd.log").open("ab") as sink:
+            daemon.process = subprocess.Popen(
+                command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            daemon._wait_ready()
+            yield daemon
+        finally:
+            daemon.stop()
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dockerd exited ({self.process.returncode}):\n{self._log_tail()}")
+            with contextlib.suppress(RuntimeError):
+                version = self.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
+                log(f"dockerd {version} (pid {self.process.pid}) on {self.socket}")
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dockerd did not answer within 60 s:\n{self._log_tail()}")
+            time.sleep(0.3)
+
+    def _log_tail(self) -> str:
+        return (self.data_root.parent / "dockerd.log").read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        """SIGTERM by PID (dockerd stops its containers and its containerd), SIGKILL after 30 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        log(f"dockerd (pid {self.process.pid}) stopped")
+
+
+# --- 3. the base image ------------------------------------------------------------------------
+
+BOOTSTRAP = """#!/bin/sh
+# Lambda's python3.12 bootstrap: the execution environment, then the runtime interface client.
+export AWS_EXECUTION_ENV=AWS_Lambda_python3.12
+if [ -n "$AWS_LAMBDA_EXEC_WRAPPER" ]; then
+  exec "$AWS_LAMBDA_EXEC_WRAPPER" /var/lang/bin/python3.12 /var/runtime/bootstrap.py
+fi
+exec /var/lang/bin/python3.12 /var/runtime/bootstrap.py
+"""
+
+BOOTSTRAP_PY = '''"""sys.path as Lambda orders it for python3.12, then awslambdaric (handler: _HANDLER)."""
+import os
+import sys
+
+# sys.path[0] is /var/runtime (this file's directory); Lambda puts the code and the layers first.
+task_root = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
+sys.path[:0] = [task_root, "/opt/python/lib/python3.12/site-packages", "/opt/python"]
+
+from awslambdaric.__main__ import main  # noqa: E402
+
+main([sys.argv[0], os.environ.get("_HANDLER") or os.environ["AWS_LAMBDA_FUNCTION_HANDLER"]])
+'''
+
+ENTRYPOINT = """#!/bin/sh
+# As in AWS's base images: the runtime API emulator when no runtime API is given (docker run).
+if [ $# -ne 1 ]; then
+  echo "entrypoint requires the handler name to be the first argument" 1>&2
+  exit 142
+fi
+export _HANDLER="$1"
+if [ -z "${AWS_LAMBDA_RUNTIME_API}" ]; then
+  exec /usr/local/bin/aws-lambda-rie /var/runtime/bootstrap
+fi
+exec /var/runtime/bootstrap
+"""
+
+#: Lambda's own (the pyenv build's RUNPATH names /root/.pyenv: /var/lang/lib must be on it).
+LD_LIBRARY_PATH = (
+    "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
+)
+DOCKERFILE = f"""FROM {ROOTFS_IMAGE}
+COPY lang/ /var/lang/
+COPY runtime/ /var/runtime/
+COPY lambda-entrypoint.sh /lambda-entrypoint.sh
+COPY aws-lambda-rie /usr/local/bin/aws-lambda-rie
+ENV LANG=C.UTF-8 \\
+    TZ=:/etc/localtime \\
+    PATH=/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin \\
+    LD_LIBRARY_PATH={LD_LIBRARY_PATH} \\
+    LAMBDA_TASK_ROOT=/var/task \\
+    LAMBDA_RUNTIME_DIR=/var/runtime
+WORKDIR /var/task
+ENTRYPOINT ["/lambda-entrypoint.sh"]
+"""
+
+#: Parts of the pyenv build Lambda's Python does not have (tests, static library, GUI, pip's own).
+PYTHON_EXCLUDES = (
+    "test",
+    "idlelib",
+    "tkinter",
+    "turtledemo",
+    "site-packages",
+    "libpython3.12.a",
+    "_tkinter*",
+)
+
+
+def _rie_binary() -> Path:
+    """The runtime interface emulator that ships with SAM CLI (SAM mounts the same one)."""
+    found = sorted(
+        (ROOT / ".venv-sam" / "lib").glob("python3*/site-packages/samcli/local/rapid/aws-lambda-rie-x86_64")
+    )
+    if not found:
+        raise RuntimeError(".venv-sam has no samcli/local/rapid/aws-lambda-rie-x86_64 (bash .ci/sam-venv.sh)")
+    return found[0]
+
+
+def _cache_key(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """One builder of the cache at a time (CI and a developer may run at once)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_base_image(daemon: Dockerd, cache: Path, work: Path, timings: dict[str, float]) -> None:
+    """IMAGE in ``daemon``: ``docker load`` of the cached image, else built (and cached)."""
+    rie = _rie_binary()
+    rootfs = cache / f"rootfs-{SUITE}-minbase-{_cache_key(SUITE, MIRROR, *ROOTFS_PACKAGES)}.tar"
+    key = _cache_key(
+        rootfs.name,
+        DOCKERFILE,
+        BOOTSTRAP,
+        BOOTSTRAP_PY,
+        ENTRYPOINT,
+        AWSLAMBDARIC,
+        str(PYTHON_HOME),
+        *PYTHON_EXCLUDES,
+        hashlib.sha256(rie.read_bytes()).hexdigest(),
+    )
+    image_tar = cache / f"lambda-python3.12-x86_64-{key}.tar"
+    with _locked(cache):
+        if image_tar.exists():
+            started = time.monotonic()
+            daemon.docker("load", "--quiet", "--input", str(image_tar))
+            timings["image (docker load)"] = time.monotonic() - started
+            log(f"{IMAGE} loaded from {image_tar}")
+            return
+        if not rootfs.exists():
+            started = time.monotonic()
+            _debootstrap(rootfs, work)
+            timings["rootfs (debootstrap)"] = time.monotonic() - started
+        started = time.monotonic()
+        daemon.docker("import", str(rootfs), ROOTFS_IMAGE)
+        context = _image_context(work / "image", rie)
+        daemon.docker("build", "--quiet", "--tag", IMAGE, str(context), log_file=work / "image-build.log")
+        partial = image_tar.with_suffix(".partial")
+        daemon.docker("save", "--output", str(partial), IMAGE)
+        partial.replace(image_tar)
+        shutil.rmtree(context)
+        for stale in cache.glob("lambda-python3.12-x86_64-*.tar"):
+            if stale != image_tar:
+                stale.unlink()
+        timings["image (build)"] = time.monotonic() - started
+        log(f"{IMAGE} built, cached as {image_tar}")
+
+
+def _debootstrap(rootfs: Path, work: Path) -> None:
+    if not PYTHON_HOME.is_dir():
+        raise RuntimeError(f"{PYTHON_HOME} is missing: the image's Python 3.12 comes from it")
+    target = work / "rootfs"
+    log(f"debootstrap --variant=minbase {SUITE} (a few minutes, once)")
+    try:
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(ROOTFS_PACKAGES)}",
+                SUITE,
+                str(target),
+                MIRROR,
+            ],
+            log_file=work / "debootstrap.log",
+        )
+        for leftover in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for path in (target / leftover).glob("*"):
+                if path.is_file():
+                    path.unlink()
+        partial = rootfs.with_suffix(".partial")
+        run(["tar", "--numeric-owner", "-C", str(target), "-cf", str(partial), "."])
+        partial.replace(rootfs)
+        for stale in rootfs.parent.glob(f"rootfs-{SUITE}-minbase-*.tar"):
+            if stale != rootfs:
+                stale.unlink()
+    finally:
+        _unmount_below(target)
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _unmount_below(path: Path) -> None:
+    """Lazy-unmount whatever is still mounted under ``path`` (debootstrap mounts /proc, /sys)."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(str(path) + "/")), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
+
+
+def _image_context(context: Path, rie: Path) -> Path:
+    """The build context: Python 3.12 as /var/lang, awslambdaric and the bootstrap in /var/runtime."""
+    shutil.rmtree(context, ignore_errors=True)
+    context.mkdir(parents=True)
+    shutil.copytree(
+        PYTHON_HOME, context / "lang", symlinks=True, ignore=shutil.ignore_patterns(*PYTHON_EXCLUDES)
+    )
+    (context / "lang" / "lib" / "python3.12" / "site-packages").mkdir()
+    for script in (context / "lang" / "bin").iterdir():  # pip, idle, pydoc…: pyenv's paths in their shebangs
+        if not script.name.startswith("python"):
+            script.unlink()
+    python = str(PYTHON_HOME / "bin" / "python3.12")
+    runtime = context / "runtime"
+    run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "--target",
+            str(runtime),
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            "3.12",
+            "--platform",
+            "manylinux2014_x86_64",
+            "--platform",
+            "manylinux_2_28_x86_64",
+            AWSLAMBDARIC,
+        ]
+    )
+    shutil.rmtree(runtime / "bin", ignore_errors=True)
+    (runtime / "bootstrap").write_text(BOOTSTRAP)
+    (runtime / "bootstrap.py").write_text(BOOTSTRAP_PY)
+    (runtime / "bootstrap").chmod(0o755)
+    # /var/runtime's bytecode, as Lambda ships it (a cold start would compile it otherwise).
+    run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(runtime)])
+    (context / "lambda-entrypoint.sh").write_text(ENTRYPOINT)
+    (context / "lambda-entrypoint.sh").chmod(0o755)
+    shutil.copy2(rie, context / "aws-lambda-rie")
+    (context / "aws-lambda-rie").chmod(0o755)
+    (context / "Dockerfile").write_text(DOCKERFILE)
+    return context
+
+
+def build_invoke_image(daemon: Dockerd, work: Path, aws_endpoint: str) -> None:
+    """IMAGE plus ``AWS_ENDPOINT_URL`` (SAM's --env-vars cannot add a variable the template lacks)."""
+    context = work / "invoke-image"
+    context.mkdir(parents=True, exist_ok=True)
+    (context / "Dockerfile").write_text(f"FROM {IMAGE}\nENV AWS_ENDPOINT_URL={aws_endpoint}\n")
+    daemon.docker("build", "--quiet", "--tag", INVOKE_IMAGE, str(context))
+
+
+# --- 4. sam build -----------------------------------------------------------------------------
+
+
+def start_sam_build(build_dir: Path, log_file: Path) -> subprocess.Popen[bytes]:
+    """``bash .ci/sam-build.sh`` into ``build_dir`` (not .aws-sam/: someone may be building there)."""
+    with log_file.open("ab") as sink:
+        return subprocess.Popen(
+            ["bash", str(ROOT / ".ci" / "sam-build.sh"), "--build-dir", str(build_dir)],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_sam_build(process: subprocess.Popen[bytes], log_file: Path) -> None:
+    if process.wait() != 0:
+        raise RuntimeError(f"sam build failed ({process.returncode}):\n{log_file.read_text()[-4000:]}")
+
+
+# --- 5. the services the containers call ------------------------------------------------------
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class TlsRelay(socketserver.ThreadingTCPServer):
+    """TLS on ``listen`` (the bridge address), plain TCP to ``target`` (a server bound to 127.0.0.1).
+
+    The registry stand-in listens on loopback only; the Signer speaks HTTPS to any registry that is
+    not loopback, so the containers reach it through this relay, with a certificate for the bridge
+    address from a CA the functions trust through ``RegistryCaBundle``.
+    """
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int], context: ssl.SSLContext) -> None:
+        self.target, self.context = target, context
+        super().__init__(listen, _RelayHandler)
+        self.thread = threading.Thread(target=self.serve_forever, args=(0.1,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class _RelayHandler(socketserver.BaseRequestHandler):
+    server: TlsRelay
+
+    def handle(self) -> None:
+        self.request.settimeout(30)
+        with contextlib.suppress(OSError, ssl.SSLError):
+            tls = self.server.context.wrap_socket(self.request, server_side=True)
+            with tls, socket.create_connection(self.server.target, timeout=30) as plain:
+                _pump(tls, plain)
+
+
+def _pump(tls: ssl.SSLSocket, plain: socket.socket) -> None:
+    """Copy bytes both ways until either side closes (HTTP/1.1: one direction at a time)."""
+    while True:
+        readable = [tls] if tls.pending() else select.select([tls, plain], [], [], 30)[0]
+        if not readable:
+            return
+        for source, sink in ((tls, plain), (plain, tls)):
+            if source in readable:
+                data = source.recv(65536)
+                if not data:
+                    return
+                sink.sendall(data)
+
+
+def relay_certificate(pki: Any, address: str, directory: Path) -> tuple[Path, Path]:
+    """A TLS server certificate for ``address`` (an IP), issued by the dev CA of ``pki``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_key = serialization.load_pem_private_key(pki.ca.key.read_bytes(), None)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"registry {address}")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_path, key_path = directory / "registry-relay.pem", directory / "registry-relay.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+@dataclass
+class Services:
+    """What the functions reach from their containers, and what mints their callers' credentials."""
+
+    aws_endpoint: str
+    environment: dict[str, str]
+    authority: Any
+    licensing: Any
+    registry: Any
+    published_requests: int  # the registry's requests once the release was published
+
+    @property
+    def registry_requests(self) -> int:
+        """Requests the registry answered since the release was published (the functions' checks)."""
+        return len(self.registry.requests) - self.published_requests
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, address: str, directory: Path) -> Iterator[Services]:
+        import logging
+
+        sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
+        from local import moto_kms
+        from local.authority import LocalAuthority
+        from local.licensing import LocalLicensing
+        from local.pki import DevPki
+        from local.provision import Provisioner, load_template
+        from local.stack import local_parameters, publish_release
+
+        moto_kms.apply()  # in this process: it serves moto
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        moto_port = free_port(address)
+        moto = ThreadedMotoServer(ip_address=address, port=moto_port, verbose=False)
+        moto.start()
+        endpoint = f"http://{address}:{moto_port}"
+        registry = relay = None
+        try:
+            os.environ.update(
+                {
+                    "AWS_ACCESS_KEY_ID": "local",
+                    "AWS_SECRET_ACCESS_KEY": "local",
+                    "AWS_DEFAULT_REGION": REGION,
+                    "AWS_ENDPOINT_URL": endpoint,
+                }
+            )
+            import boto3
+
+            registry, _, release_key = publish_release(directory)
+            pki = DevPki(directory / "pki")
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*relay_certificate(pki, address, directory))
+            relay = TlsRelay((address, 0), ("127.0.0.1", int(registry.base_url.rsplit(":", 1)[1])), context)
+            registry_host = f"{address}:{relay.server_address[1]}"
+
+            authority = LocalAuthority(directory / "authority.key")
+            licensing = LocalLicensing(directory / "licensing.key")
+            parameters = local_parameters(
+                "https://signer.example.com", authority, registry_host, release_key.public_pem, licensing
+            )
+            parameters["RegistryCaBundle"] = pki.ca.cert.read_text()
+            provisioner = Provisioner(boto3.session.Session(region_name=REGION), load_template(), parameters)
+            provisioner.create_all()
+            environment = provisioner.function_environment()
+            log(f"moto on {endpoint}, release registry on https://{registry_host} (TLS relay)")
+            yield cls(endpoint, environment, authority, licensing, registry, len(registry.requests))
+        finally:
+            if relay is not None:
+                relay.stop()
+            if registry is not None:
+                registry.stop()
+            moto.stop()
+            log("moto and the registry stopped")
+
+
+# --- 6. the invocations -----------------------------------------------------------------------
+
+
+@dataclass
+class Invocation:
+    function: str
+    event: str
+    shape: str  # "api" (API Gateway: authorizer or proxy event) or "direct"
+    status: str = ""  # HTTP status, Allow/Deny, "ok", or the error type
+    expected: str = ""
+    wall_ms: float = 0.0
+    init_ms: float | None = None
+    duration_ms: float | None = None
+    answer: Any = None
+    detail: str = ""
+    logs: str = field(default="", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == self.expected
+
+    def line(self) -> str:
+        timing = f"{self.wall_ms:7.0f} ms"
+        if self.duration_ms is not None:
+            init = f"init {self.init_ms:.0f} ms, " if self.init_ms is not None else ""
+            timing += f"  ({init}handler {self.duration_ms:.0f} ms)"
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.function:<22} {self.event:<40} {self.status:<16} {timing}"
+
+
+def event_files(only: str = "") -> list[str]:
+    """events/<function>/*.json of the four functions (signing_pipeline/ holds executions' inputs)."""
+    names = sorted(
+        f"{p.parent.name}/{p.name}" for p in (ROOT / "events").glob("*/*.json") if p.parent.name in FUNCTIONS
+    )
+    return [n for n in names if not only or only in n or only in FUNCTIONS[n.split("/")[0]]]
+
+
+def expected_status(name: str) -> str:
+    """What a good answer of each event is (tests/functions/test_events.py checks the same)."""
+    if name.endswith("direct.json"):
+        return "ok"
+    return "Allow" if name.startswith("authenticate/") else "200"
+
+
+def fresh_event(event: dict[str, Any], services: Services) -> dict[str, Any]:
+    """The event with a fresh OpToken (bound to the event's client certificate, for the principal of its
+    authorizer context) and fresh PoEs from this run's Licensing: the shipped ones are stale."""
+    from stellaops_signer.domain.binding import certificate_thumbprint
+
+    event = copy.deepcopy(event)
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    cert_pem = (identity.get("clientCert") or {}).get("clientCertPem") or _example_certificate()
+    claims = services.authority.claims_for("scanner-1", cnf={"x5t#S256": certificate_thumbprint(cert_pem)})
+    context = (event.get("requestContext") or {}).get("authorizer") or {}
+    for claim, key in (
+        ("sub", "sub"),
+        ("client_id", "clientId"),
+        ("tid", "tid"),
+        ("inst", "inst"),
+        ("scope", "scope"),
+    ):
+        if context.get(key):
+            claims[claim] = context[key]
+    token = services.authority.mint(claims)
+    poe = services.licensing.mint(services.licensing.claims_for(claims["tid"], claims["inst"]))
+    if "httpMethod" in event:  # authorizer or proxy event
+        headers = dict(event.get("headers") or {})
+        headers["Authorization"] = f"Bearer {token}"
+        if "X-StellaOps-PoE" in headers:
+            headers["X-StellaOps-PoE"] = poe
+        event["headers"] = headers
+        event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+        if event.get("body"):
+            body = json.loads(event["body"])
+            if isinstance(body, dict) and "poe" in body:
+                body["poe"] = {"format": "jwt", "value": poe}
+                event["body"] = json.dumps(body)
+        return event
+    if "opToken" in event:
+        event["opToken"] = token
+    if "poe" in event:
+        event["poe"] = {"format": "jwt", "value": poe}
+    if isinstance(event.get("request"), dict) and "poe" in event["request"]:
+        event["request"]["poe"] = {"format": "jwt", "value": poe}
+    return event
+
+
+def _example_certificate() -> str:
+    event = json.loads((ROOT / "events" / "authenticate" / "authorizer-sign-mtls.json").read_text())
+    return str(event["requestContext"]["identity"]["clientCert"]["clientCertPem"])
+
+
+_REPORT = re.compile(
+    r"REPORT RequestId:.*?(?:Init Duration: (?P<init>[\d.]+) ms\s+)?Duration: (?P<run>[\d.]+) ms"
+)
+
+
+def invoke(
+    name: str, event_path: Path, template: Path, env_file: Path, daemon: Dockerd, work: Path
+) -> Invocation:
+    """One ``sam local invoke``; judged by its answer (SAM exits 0 on a timeout or a crash)."""
+    function = FUNCTIONS[name.split("/")[0]]
+    result = Invocation(function, name, "direct" if name.endswith("direct.json") else "api")
+    result.expected = expected_status(name)
+    command = [
+        str(ROOT / ".venv-sam" / "bin" / "sam"),
+        "local",
+        "invoke",
+        function,
+        "--template-file",
+        str(template),
+        "--event",
+        str(event_path),
+        "--env-vars",
+        str(env_file),
+        "--skip-pull-image",
+        "--invoke-image",
+        INVOKE_IMAGE,
+        "--region",
+        REGION,
+    ]
+    environment = {
+        **os.environ,
+        "DOCKER_HOST": daemon.socket,
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": REGION,
+    }
+    environment.pop("AWS_PROFILE", None)
+    started = time.monotonic()
+    process = subprocess.Popen(
+        command, cwd=work, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=INVOKE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # by PID: SAM stops its container on SIGTERM
+        try:
+            stdout, stderr = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+    result.wall_ms = (time.monotonic() - started) * 1000
+    result.logs = stderr
+    report = _REPORT.search(stderr)
+    if report:
+        result.duration_ms = float(report["run"])
+        result.init_ms = float(report["init"]) if report["init"] else None
+    answer = _last_json(stdout)
+    result.answer = answer
+    result.status, result.detail = judge(name, answer, stderr)
+    return result
+
+
+def _last_json(stdout: str) -> Any:
+    for line in reversed(stdout.strip().splitlines()):
+        with contextlib.suppress(ValueError):
+            return json.loads(line)
+    return None
+
+
+def judge(name: str, answer: Any, stderr: str) -> tuple[str, str]:
+    """The status an invoke's answer shows: HTTP status, Allow/Deny, ok, or the error's type."""
+    if not isinstance(answer, dict):
+        if "timed out" in stderr.lower():
+            return "Timeout", "the function did not answer within its timeout"
+        return "NoAnswer", stderr.strip()[-600:]
+    if "errorType" in answer:
+        return str(answer["errorType"]), str(answer.get("errorMessage", ""))[:300]
+    if name.startswith("authenticate/") and "policyDocument" in answer:
+        effect = str(answer["policyDocument"]["Statement"][0]["Effect"])
+        return effect, str((answer.get("context") or {}).get("errorDetail", ""))
+    if "statusCode" in answer:
+        body = answer.get("body") or ""
+        return str(answer["statusCode"]), "" if answer["statusCode"] == 200 else str(body)[:300]
+    return _judge_direct(name, answer)
+
+
+def _judge_direct(name: str, answer: dict[str, Any]) -> tuple[str, str]:
+    function = name.split("/")[0]
+    checks = {
+        "authenticate": lambda a: (a.get("principal") or {}).get("binding") == "iam",
+        "check_quota": lambda a: bool(a.get("reservation")),
+        "verify_release": lambda a: (a.get("verdict") or {}).get("trusted") is True,
+        "sign_dsse": lambda a: bool((a.get("bundle") or {}).get("dsse")),
+    }
+    good = checks[function](answer)
+    return ("ok", "") if good else ("Unexpected", json.dumps(answer)[:300])
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--cache-dir", type=Path, default=CACHE, help=f"rootfs and image cache (default {CACHE})"
+    )
+    parser.add_argument(
+        "--results", type=Path, help="write every invocation (answer included) to this JSON file"
+    )
+    parser.add_argument(
+        "--only", default="", help="invoke only the events whose name or function contains this"
+    )
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: everything started is stopped
+
+    timings: dict[str, float] = {}
+    invocations: list[Invocation] = []
+    error = ""
+    try:
+        _run(args, timings, invocations)
+    except Exception as exc:  # reported below, and in --results: the tier fails, never skips
+        error = f"{type(exc).__name__}: {exc}"
+        print(f"sam-local: {error}", file=sys.stderr, flush=True)
+    timings["total"] = time.monotonic() - STARTED
+    print(
+        "\n".join(["", "phase timings:", *(f"  {k:<22} {v:7.1f} s" for k, v in timings.items())]), flush=True
+    )
+    if args.results:
+        args.results.write_text(
+            json.dumps(
+                {
+                    "error": error,
+                    "timings": timings,
+                    "invocations": [{**asdict(i), "ok": i.ok} for i in invocations],
+                },
+                indent=2,
+            )
+        )
+    failed = [i for i in invocations if not i.ok]
+    for invocation in failed:
+        print(f"\n--- {invocation.function} {invocation.event}: {invocation.status} {invocation.detail}")
+        print(invocation.logs[-3000:])
+    return 1 if error or failed or not invocations else 0
+
+
+def _run(args: argparse.Namespace, timings: dict[str, float], invocations: list[Invocation]) -> None:
+    names = event_files(args.only)
+    if not names:
+        raise RuntimeError(f"no event file matches {args.only!r}")
+    ensure_packages(timings)
+    with contextlib.ExitStack() as stack:
+        work = Path(tempfile.mkdtemp(prefix="stellaops-sam-local-", dir="/var/tmp"))
+        work.chmod(0o700)  # fresh tokens and keys live here for the run
+        stack.callback(_remove_work, work)
+        build_log = work / "sam-build.log"
+        sam_build = start_sam_build(work / "build", build_log)
+        stack.callback(_stop, sam_build)
+        started = time.monotonic()
+        bridge = stack.enter_context(Bridge.create())
+        runtime_dir = Path(f"/run/stellaops-sam-{os.getpid()}")
+        stack.callback(_remove_work, runtime_dir)
+        daemon = stack.enter_context(Dockerd.start(runtime_dir, work / "docker", bridge))
+        timings["bridge + dockerd"] = time.monotonic() - started
+        ensure_base_image(daemon, args.cache_dir, work, timings)
+        started = time.monotonic()
+        wait_sam_build(sam_build, build_log)
+        timings["sam build (waited)"] = time.monotonic() - started
+        started = time.monotonic()
+        services = stack.enter_context(Services.start(bridge.address, work))
+        build_invoke_image(daemon, work, services.aws_endpoint)
+        env_file = work / "env.json"
+        env_file.write_text(json.dumps({"Parameters": services.environment}))
+        timings["services + invoke image"] = time.monotonic() - started
+        started = time.monotonic()
+        print(flush=True)
+        for name in names:
+            event_path = work / "events" / name
+            event_path.parent.mkdir(parents=True, exist_ok=True)
+            event = json.loads((ROOT / "events" / name).read_text())
+            event_path.write_text(json.dumps(fresh_event(event, services)))
+            invocation = invoke(name, event_path, work / "build" / "template.yaml", env_file, daemon, work)
+            invocations.append(invocation)
+            print(invocation.line(), flush=True)
+        print(flush=True)
+        timings["invokes"] = time.monotonic() - started
+        log(f"the release registry answered {services.registry_requests} requests from the containers")
+        started = time.monotonic()
+    timings["teardown"] = time.monotonic() - started
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM by PID if still running, SIGKILL after 15 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _remove_work(path: Path) -> None:
+    _unmount_below(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
