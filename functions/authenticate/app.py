@@ -10,7 +10,6 @@ failures raise ``InvalidToken`` (or ``TenantMismatch`` when ``tenant`` is not th
 from typing import Any
 
 from stellaops_signer import http
-from stellaops_signer.domain.errors import TenantMismatch
 from stellaops_signer.observability import logger, metrics
 from stellaops_signer.wiring import container
 
@@ -21,8 +20,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     signer = container()
     if http.is_authorizer_event(event):
         return http.authorizer_answer(event, signer.authenticator, signer.record_authentication_denial)
-    principal = signer.tokens.authenticate_iam(event.get("opToken"))
-    tenant = event.get("tenant")
-    if tenant is not None and tenant != principal.tenant:  # as X-StellaOps-Tenant is checked
-        raise TenantMismatch("tenant differs from the token's tenant")
+    principal = signer.tokens.authenticate_step(event.get("opToken"), event.get("tenant"))
     return {"principal": http.principal_context(principal, http.correlation_id(event.get("headers")))}

@@ -7,13 +7,13 @@ check_quota...}, "idempotencyKey"?: str, "resultByReference"?: bool}``
 the spec's code (e.g. ``InvalidRequest``).
 """
 
-import json
+import dataclasses
 from typing import Any
 
 from stellaops_signer import http
 from stellaops_signer.domain.statement import SignRequest
 from stellaops_signer.observability import logger, metrics
-from stellaops_signer.usecases.sign_dsse import RequestMeta
+from stellaops_signer.usecases.meta import RequestMeta, body_digest, direct_request_meta
 from stellaops_signer.wiring import cold_start, container
 
 
@@ -27,7 +27,7 @@ def sign(request: http.ApiRequest) -> http.Answer:
             tenant_header=request.header(http.TENANT_HEADER),
             idempotency_key=request.header(http.IDEMPOTENCY_HEADER),
             body_bytes=len(request.body or b""),
-            body_sha256=http.body_digest(request.body) if request.header(http.IDEMPOTENCY_HEADER) else "",
+            body_sha256=body_digest(request.body) if request.header(http.IDEMPOTENCY_HEADER) else "",
             lambda_context=request.lambda_context,
         ),
     )
@@ -48,19 +48,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
         return http.serve(event, ROUTES, container, context)
     signer = container()
-    principal = signer.tokens.authenticate_iam(event.get("opToken"))
+    correlation = http.correlation_id(event.get("headers"))
+    meta = direct_request_meta(
+        event.get("request"), "pipeline:SignDsse", event.get("idempotencyKey"), correlation
+    )
     result = signer.sign_dsse(
-        principal,
+        signer.tokens.authenticate_iam(event.get("opToken")),
         lambda: SignRequest.from_mapping(event.get("request")),
-        RequestMeta(
-            correlation_id=http.correlation_id(event.get("headers")),
-            route="pipeline:SignDsse",
-            idempotency_key=event.get("idempotencyKey"),
-            body_bytes=len(body := json.dumps(event.get("request"), separators=(",", ":")).encode()),
-            body_sha256=http.body_digest(body) if event.get("idempotencyKey") else "",
-            carrier_limit=None,  # results over 200 KiB travel by reference (spec §6)
-            lambda_context=context,
-        ),
+        dataclasses.replace(meta, lambda_context=context),
         event.get("reservation"),
     )
     return signer.pipeline_result(result.body, by_reference=event.get("resultByReference") is True)

@@ -8,7 +8,6 @@ an untrusted scanner raises ``ReleaseUntrusted``, a registry failure ``ReleaseUn
 from typing import Any
 
 from stellaops_signer import http
-from stellaops_signer.domain.errors import ReleaseUntrusted
 from stellaops_signer.observability import logger, metrics
 from stellaops_signer.usecases.meta import RequestMeta
 from stellaops_signer.wiring import container
@@ -37,12 +36,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
         return http.serve(event, ROUTES, container, context)
     signer = container()
-    verdict = signer.release_query(
+    verdict = signer.release_query.require_trusted(
         signer.tokens.authenticate_iam(event.get("opToken")),
         event.get("digest"),
         event.get("repository"),
         RequestMeta(correlation_id=http.correlation_id(event.get("headers")), route="pipeline:VerifyRelease"),
     )
-    if not verdict.trusted:
-        raise ReleaseUntrusted(verdict.reason)
     return {"verdict": verdict.to_json()}

@@ -56,7 +56,6 @@ ENVIRONMENT = {
     "idempotency_table": "SIGNER_IDEMPOTENCY_TABLE",
     "nonce_secret_arn": "SIGNER_NONCE_SECRET_ARN",
     "payload_bucket": "SIGNER_PAYLOAD_BUCKET",
-    "registry_credentials_secret_arn": "SIGNER_REGISTRY_CREDENTIALS_SECRET_ARN",
     "registry_ca_bundle": "SIGNER_REGISTRY_CA_BUNDLE",
     "max_attestation_bytes": "SIGNER_MAX_ATTESTATION_BYTES",
     "reservation_secret_arn": "SIGNER_RESERVATION_SECRET_ARN",
@@ -128,7 +127,6 @@ class Settings:
     idempotency_table: str = ""
     nonce_secret_arn: str = ""
     payload_bucket: str = ""
-    registry_credentials_secret_arn: str = ""
     registry_ca_bundle: str = ""
     #: 0: only the carrier's limit (spec §3.2).
     max_attestation_bytes: int = 0

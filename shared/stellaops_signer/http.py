@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import json
 import re
 import time
@@ -355,15 +354,3 @@ def authorizer_answer(
     arn = request.parsed_arn
     answer.allow_route(arn.http_method or "*", arn.resource)
     return answer.asdict()
-
-
-def body_digest(body: bytes | None) -> str:
-    """SHA-256 of a request body for idempotency: of its RFC 8785 form when it is JSON (a retry
-    that re-serialises the same request is the same request), else of its bytes."""
-    from stellaops_signer.domain.jcs import CanonicalizationError, canonicalize
-
-    raw = body or b""
-    try:
-        return hashlib.sha256(canonicalize(json.loads(raw))).hexdigest()
-    except (ValueError, RecursionError, CanonicalizationError):
-        return hashlib.sha256(raw).hexdigest()

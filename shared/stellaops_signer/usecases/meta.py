@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,3 +28,29 @@ class RequestMeta:
     #: The Lambda context (remaining time), when there is one.
     lambda_context: Any = None
     started: float = field(default_factory=time.perf_counter)
+
+
+def body_digest(body: bytes | None) -> str:
+    """SHA-256 of a request body for idempotency: of its RFC 8785 form when it is JSON (a retry
+    that re-serialises the same request is the same request), else of its bytes."""
+    from stellaops_signer.domain.jcs import CanonicalizationError, canonicalize
+
+    raw = body or b""
+    try:
+        return hashlib.sha256(canonicalize(json.loads(raw))).hexdigest()
+    except (ValueError, RecursionError, CanonicalizationError):
+        return hashlib.sha256(raw).hexdigest()
+
+
+def direct_request_meta(request: Any, route: str, idempotency_key: Any, correlation_id: str) -> RequestMeta:
+    """A direct invocation's RequestMeta: the request's size and digest measured on its compact JSON
+    (what ``maxArtifactBytes`` and an Idempotency-Key's retries are about)."""
+    body = json.dumps(request, separators=(",", ":")).encode()
+    return RequestMeta(
+        correlation_id=correlation_id,
+        route=route,
+        idempotency_key=idempotency_key if isinstance(idempotency_key, str) else None,
+        body_bytes=len(body),
+        body_sha256=body_digest(body) if idempotency_key else "",
+        carrier_limit=None,  # results over 200 KiB travel by reference (spec §6)
+    )

@@ -126,6 +126,16 @@ class ReleaseQuery:
         self._record(principal, digest, meta, verdict, None)
         return verdict
 
+    def require_trusted(
+        self, principal: Principal, digest: str | None, repository: str | None, meta: RequestMeta
+    ) -> ReleaseVerdict:
+        """The pipeline's VerifyRelease step: the same question, but an untrusted scanner fails the
+        step (ReleaseUntrusted) so that the pipeline gives its reservation back."""
+        verdict = self(principal, digest, repository, meta)
+        if not verdict.trusted:
+            raise ReleaseUntrusted(verdict.reason)
+        return verdict
+
     def _record(
         self,
         principal: Principal,
