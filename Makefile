@@ -50,3 +50,7 @@ events: $(STAMP)  ## regenerate events/ (realistic API Gateway and direct-invoca
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: sam-local
+sam-local: $(STAMP)  ## every function in its Lambda-like container (sam local invoke) against moto; root (docs/sam-local.md)
+	$(BIN)/python -m pytest -m containers -s -q tests/containers

@@ -1,24 +1,25 @@
 """``make sam-local``: every function in its Lambda-like container, with ``sam local invoke``.
 
-Spec §7 and §10, issue 12 item 1; docs/sam-local.md says why each step is as it is. In order:
+Spec §7 and §10, issue 12; docs/sam-local.md says why each step is as it is. In order:
 
 1. Debian's ``docker.io`` and ``debootstrap`` are installed when missing (apt, as root).
-2. A ``dockerd`` of its own starts (own socket, data root and exec root under one run directory,
-   its own bridge, ``--iptables=false``, ``--ip-forward=false``, ``--dns 127.0.0.1``).
-3. The base image ``public.ecr.aws/lambda/python:3.12-x86_64`` is loaded from the cache, or built:
-   a debootstrapped Debian (cached as a tarball) plus this machine's Python 3.12, ``awslambdaric``
-   and Lambda's bootstrap files; nothing is pulled.
-4. ``sam build`` runs (into the run directory, beside the image work).
-5. moto's server listens on the bridge address and is provisioned from template.yaml; the scanner
-   release is published to the OCI stand-in, reachable from the containers over TLS on the bridge
-   address; the Authority and Licensing are keys only (inline JWKS, no introspection, no keyless).
+2. A ``dockerd`` of its own starts on a bridge of its own (own socket, data root and exec root;
+   ``--iptables=false``, ``--ip-forward=false``, ``--dns 127.0.0.1``).
+3. The base image ``public.ecr.aws/lambda/python:3.12-x86_64`` is loaded from the cache, or built
+   from a debootstrapped Debian (cached as a tarball) plus this machine's Python 3.12, ``awslambdaric``
+   and Lambda's bootstrap files, and cached. Nothing is pulled.
+4. ``sam build`` runs meanwhile, into this run's directory.
+5. moto's server listens on the bridge address, provisioned from template.yaml; the scanner release
+   is published to the OCI stand-in, which the containers reach over TLS on the bridge address; the
+   Authority and Licensing are keys only (inline JWKS, no introspection; keyless and TSA off).
 6. ``sam local invoke <Function> --skip-pull-image -e <event>`` runs for every event file of every
-   function (API Gateway and direct shapes), tokens and PoEs minted fresh. Each invoke is judged by
-   its answer, not by SAM's exit code, and printed as one line.
-7. Everything started is stopped by PID (SAM, moto, dockerd), the bridge is removed.
+   function (API Gateway and direct shapes) with tokens and PoEs minted fresh; each invoke is judged
+   by its answer (SAM exits 0 on a timeout) and printed as one line.
+7. Everything it started is stopped by PID (SAM, moto, dockerd) and the bridge is removed.
 
-``python -m local.sam_local --help`` for the options. Exit status 0 when every invoke answered as
-expected; the ``--results`` JSON holds each answer for the containers tier (tests/containers/).
+Exit status 0 when every invoke answered as expected. ``--results FILE`` writes each answer (for
+tests/containers/), ``--only NAME`` narrows the events, ``--serve`` keeps everything up for invoking
+by hand, ``--docker-host`` uses a running Docker instead of steps 1-3.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -51,8 +53,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path("/var/cache/stellaops-signer/sam-local")
-IMAGE = "public.ecr.aws/lambda/python:3.12-x86_64"  # what SAM looks for, for python3.12 on x86_64
-INVOKE_IMAGE = "stellaops-signer/sam-local-invoke:python3.12"  # IMAGE + the moto endpoint (ENV)
+IMAGE = "public.ecr.aws/lambda/python:3.12-x86_64"  # what SAM runs python3.12 x86_64 functions on
+INVOKE_IMAGE = "stellaops-signer/sam-local-invoke:python3.12"  # IMAGE + this run's AWS_ENDPOINT_URL
 ROOTFS_IMAGE = "stellaops-signer/debian-minbase:bookworm"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 #: What this machine's python3.12 and awslambdaric link against (ldd), beyond minbase.
@@ -60,8 +62,10 @@ ROOTFS_PACKAGES = ("ca-certificates", "libffi8", "libssl3", "libsqlite3-0", "lib
 PYTHON_HOME = Path("/root/.pyenv/versions/3.12.1")
 AWSLAMBDARIC = "awslambdaric==4.2.2"
 REGION = "us-east-1"
-INVOKE_TIMEOUT = 180.0  # seconds for one `sam local invoke`, its image build included
+INVOKE_TIMEOUT = 180.0  # seconds for one `sam local invoke`, SAM's image build included
+RUN_PREFIX = "/run/stellaops-sam-"  # + pid: dockerd's socket, exec root and pid file (short paths)
 
+#: events/<directory> → the function's logical id, in the SigningPipeline's order.
 FUNCTIONS = {
     "authenticate": "AuthenticateFunction",
     "check_quota": "CheckQuotaFunction",
@@ -79,37 +83,53 @@ def log(message: str) -> None:
 def run(
     command: list[str], *, log_file: Path | None = None, **kwargs: Any
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``command``; its output goes to ``log_file`` (shown when it fails) or is captured."""
+    """Run ``command``; its output goes to ``log_file`` or is captured, and is shown if it fails."""
     if log_file is None:
         completed = subprocess.run(command, capture_output=True, text=True, **kwargs)
         output = completed.stdout + completed.stderr
     else:
         with log_file.open("a") as sink:
             completed = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, text=True, **kwargs)
-        output = log_file.read_text()
+        output = log_file.read_text(errors="replace")
     if completed.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[:4])} … failed ({completed.returncode}):\n{output[-4000:]}")
+        raise RuntimeError(f"{shlex.join(command[:4])} … failed ({completed.returncode}):\n{output[-4000:]}")
     return completed
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float = 15) -> None:
+    """SIGTERM by PID if it still runs, SIGKILL after ``grace`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def remove_tree(path: Path) -> None:
+    """Unmount what is left below ``path`` (lazily), then delete it."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(f"{path}/")), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 # --- 1. packages ------------------------------------------------------------------------------
 
 
 def ensure_packages(timings: dict[str, float]) -> None:
-    """apt-get install docker.io debootstrap, once; services are never started by the install."""
+    """apt-get install docker.io debootstrap when missing; their services are not started."""
     started = time.monotonic()
-    missing = [
-        p
-        for p, command in (("docker.io", "dockerd"), ("debootstrap", "debootstrap"))
-        if not shutil.which(command)
-    ]
+    wanted = {"docker.io": "dockerd", "debootstrap": "debootstrap"}
+    missing = [package for package, command in wanted.items() if not shutil.which(command)]
     if missing:
         if os.geteuid() != 0:
             raise RuntimeError(f"{', '.join(missing)} missing: run as root to install them")
         log(f"apt-get install {' '.join(missing)}")
         policy = Path("/usr/sbin/policy-rc.d")
         created_policy = not policy.exists()
-        if created_policy:  # Debian's way to keep a package's postinst from starting its service
+        if created_policy:  # Debian's switch that keeps a postinst from starting the package's service
             policy.write_text("#!/bin/sh\nexit 101\n")
             policy.chmod(0o755)
         try:
@@ -126,8 +146,29 @@ def ensure_packages(timings: dict[str, float]) -> None:
 
 
 @dataclass(frozen=True)
+class Docker:
+    """A Docker daemon, by its ``DOCKER_HOST``."""
+
+    host: str
+
+    def docker(self, *arguments: str, log_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+        environment = {**os.environ, "DOCKER_HOST": self.host, "DOCKER_BUILDKIT": "0"}
+        return run([docker_cli(), *arguments], log_file=log_file, env=environment)
+
+    def bridge_gateway(self) -> str:
+        """Where this daemon's containers reach the host: the gateway of its default bridge."""
+        template = "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
+        return self.docker("network", "inspect", "bridge", "--format", template).stdout.strip()
+
+
+def docker_cli() -> str:
+    """Debian's docker client (it matches Debian's daemon) before any other on PATH."""
+    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
+
+
+@dataclass(frozen=True)
 class Bridge:
-    """A Linux bridge for this run's dockerd: its gateway address is where containers reach the host."""
+    """A Linux bridge for this run's dockerd; its address is where the containers reach the host."""
 
     name: str
     network: ipaddress.IPv4Network
@@ -138,14 +179,15 @@ class Bridge:
 
     @classmethod
     @contextlib.contextmanager
-    def create(cls) -> Iterator[Bridge]:
+    def create(cls, runtime_dir: Path) -> Iterator[Bridge]:
         used = _networks_in_use()
         network = next(
             candidate
-            for candidate in (ipaddress.ip_network(f"172.29.{n}.0/24") for n in range(1, 255))
+            for candidate in (ipaddress.IPv4Network(f"172.29.{n}.0/24") for n in range(1, 255))
             if not any(candidate.overlaps(u) for u in used)
         )
-        bridge = cls(f"samlocal{os.getpid() % 100000}", network)
+        bridge = cls(f"samlocal{os.getpid() % 100000}", network)  # at most 15 characters
+        (runtime_dir / "bridge").write_text(bridge.name)  # for the sweep of a run that was killed
         run(["ip", "link", "add", "name", bridge.name, "type", "bridge"])
         try:
             run(["ip", "addr", "add", f"{bridge.address}/{network.prefixlen}", "dev", bridge.name])
@@ -158,61 +200,54 @@ class Bridge:
 
 
 def _networks_in_use() -> list[ipaddress.IPv4Network]:
-    """Every IPv4 network this machine routes or holds an address in (the bridge must overlap none)."""
-    used = []
+    """Every IPv4 network this machine routes or holds an address in (the bridge overlaps none)."""
     routes = run(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines()
     addresses = run(["ip", "-4", "-o", "addr", "show"]).stdout.splitlines()
     kinds = ("local", "broadcast", "unicast", "unreachable", "blackhole", "prohibit", "throw")
-    candidates = [w[1] if w[0] in kinds else w[0] for w in (line.split() for line in routes) if w]
+    candidates = [w[1] if w[0] in kinds else w[0] for w in (line.split() for line in routes) if len(w) > 1]
     candidates += [line.split()[3] for line in addresses if len(line.split()) > 3]
+    used = []
     for candidate in candidates:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError):  # "default", interface names…
             used.append(ipaddress.IPv4Network(candidate, strict=False))
     return used
 
 
-def docker_cli() -> str:
-    """Debian's docker client (it matches Debian's daemon) before any other on PATH."""
-    return "/usr/bin/docker" if Path("/usr/bin/docker").exists() else "docker"
-
-
 @dataclass
 class Dockerd:
-    """A dockerd of this run: its socket, exec root and pid file live under ``directory`` (short: a
-    unix socket path has at most 107 bytes), its images and containers under ``data_root``."""
+    """This run's dockerd: socket, exec root and pid file under ``runtime_dir``, images and
+    containers under ``data_root``."""
 
-    directory: Path
+    runtime_dir: Path
     data_root: Path
-    bridge: Bridge
     process: subprocess.Popen[bytes] | None = None
 
     @property
-    def socket(self) -> str:
-        return f"unix://{self.directory / 'docker.sock'}"
+    def client(self) -> Docker:
+        return Docker(f"unix://{self.runtime_dir / 'docker.sock'}")
 
-    def docker(self, *arguments: str, log_file: Path | None = None) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "DOCKER_HOST": self.socket, "DOCKER_BUILDKIT": "0"}
-        return run([docker_cli(), *arguments], log_file=log_file, env=env)
+    @property
+    def log_file(self) -> Path:
+        return self.data_root.parent / "dockerd.log"
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, directory: Path, data_root: Path, bridge: Bridge) -> Iterator[Dockerd]:
-        daemon = cls(directory, data_root, bridge)
-        directory.mkdir(parents=True, exist_ok=True)
+    def start(cls, runtime_dir: Path, data_root: Path, bridge: Bridge) -> Iterator[Dockerd]:
+        daemon = cls(runtime_dir, data_root)
         command = [
             "dockerd",
-            f"--host={daemon.socket}",
+            f"--host={daemon.client.host}",
             f"--data-root={data_root}",
-            f"--exec-root={directory / 'exec'}",
-            f"--pidfile={directory / 'docker.pid'}",
+            f"--exec-root={runtime_dir / 'exec'}",
+            f"--pidfile={runtime_dir / 'docker.pid'}",
             f"--bridge={bridge.name}",
-            "--iptables=false",
+            "--iptables=false",  # no NAT, no rules: containers reach the host, nothing else
             "--ip-forward=false",
             "--ip-masq=false",
             "--dns=127.0.0.1",
             "--log-level=warn",
         ]
-        with (data_root.parent / "dockerd.log").open("ab") as sink:
+        with daemon.log_file.open("ab") as sink:
             daemon.process = subprocess.Popen(
                 command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
             )
@@ -229,27 +264,48 @@ class Dockerd:
             if self.process.poll() is not None:
                 raise RuntimeError(f"dockerd exited ({self.process.returncode}):\n{self._log_tail()}")
             with contextlib.suppress(RuntimeError):
-                version = self.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
-                log(f"dockerd {version} (pid {self.process.pid}) on {self.socket}")
+                version = self.client.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
+                log(f"dockerd {version} (pid {self.process.pid}) on {self.client.host}")
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"dockerd did not answer within 60 s:\n{self._log_tail()}")
             time.sleep(0.3)
 
     def _log_tail(self) -> str:
-        return (self.data_root.parent / "dockerd.log").read_text(errors="replace")[-3000:]
+        return self.log_file.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
         """SIGTERM by PID (dockerd stops its containers and its containerd), SIGKILL after 30 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        log(f"dockerd (pid {self.process.pid}) stopped")
+        if self.process is not None and self.process.poll() is None:
+            stop_process(self.process, grace=30)
+            log(f"dockerd (pid {self.process.pid}) stopped")
+
+
+def sweep_stale_runs() -> None:
+    """What a killed run left (its dockerd, bridge, directories): runs whose process is gone."""
+    for runtime_dir in Path(RUN_PREFIX).parent.glob(Path(RUN_PREFIX).name + "*"):
+        owner = int(runtime_dir.name.rsplit("-", 1)[1])
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(owner, 0)
+            continue  # that run is alive
+        pid_file = runtime_dir / "docker.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text().strip() or 0)
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if pid and cmdline.exists() and str(runtime_dir).encode() in cmdline.read_bytes():
+                os.kill(pid, signal.SIGTERM)
+                for _ in range(300):
+                    if not cmdline.exists():
+                        break
+                    time.sleep(0.1)
+        if (runtime_dir / "bridge").exists():
+            subprocess.run(
+                ["ip", "link", "delete", (runtime_dir / "bridge").read_text().strip()], check=False
+            )
+        if (runtime_dir / "work").exists():
+            remove_tree(Path((runtime_dir / "work").read_text().strip()))
+        remove_tree(runtime_dir)
+        log(f"swept the remains of run {owner}")
 
 
 # --- 3. the base image ------------------------------------------------------------------------
@@ -277,7 +333,7 @@ main([sys.argv[0], os.environ.get("_HANDLER") or os.environ["AWS_LAMBDA_FUNCTION
 '''
 
 ENTRYPOINT = """#!/bin/sh
-# As in AWS's base images: the runtime API emulator when no runtime API is given (docker run).
+# As in AWS's base images: under the runtime API emulator unless a runtime API is given.
 if [ $# -ne 1 ]; then
   echo "entrypoint requires the handler name to be the first argument" 1>&2
   exit 142
@@ -289,7 +345,7 @@ fi
 exec /var/runtime/bootstrap
 """
 
-#: Lambda's own (the pyenv build's RUNPATH names /root/.pyenv: /var/lang/lib must be on it).
+#: Lambda's own search path (the pyenv build's RUNPATH names /root/.pyenv: /var/lang/lib must be on it).
 LD_LIBRARY_PATH = (
     "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
 )
@@ -308,20 +364,21 @@ WORKDIR /var/task
 ENTRYPOINT ["/lambda-entrypoint.sh"]
 """
 
-#: Parts of the pyenv build Lambda's Python does not have (tests, static library, GUI, pip's own).
+#: What of the pyenv build Lambda's Python lacks: the test suite, the static library, Tk, and the
+#: site-packages (pip, and this machine's own .pth files).
 PYTHON_EXCLUDES = (
     "test",
     "idlelib",
     "tkinter",
     "turtledemo",
-    "site-packages",
-    "libpython3.12.a",
     "_tkinter*",
+    "libpython3.12.a",
+    "site-packages",
 )
 
 
 def _rie_binary() -> Path:
-    """The runtime interface emulator that ships with SAM CLI (SAM mounts the same one)."""
+    """The runtime interface emulator that ships with SAM CLI (SAM adds the same one to the image)."""
     found = sorted(
         (ROOT / ".venv-sam" / "lib").glob("python3*/site-packages/samcli/local/rapid/aws-lambda-rie-x86_64")
     )
@@ -340,14 +397,12 @@ def _locked(directory: Path) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / ".lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
-def ensure_base_image(daemon: Dockerd, cache: Path, work: Path, timings: dict[str, float]) -> None:
-    """IMAGE in ``daemon``: ``docker load`` of the cached image, else built (and cached)."""
+def ensure_base_image(daemon: Docker, cache: Path, work: Path, timings: dict[str, float]) -> None:
+    """IMAGE in ``daemon``: ``docker load`` of the cached image, else built, then cached. The cache
+    key covers every input of the recipe, so a changed recipe builds (and replaces) the image."""
     rie = _rie_binary()
     rootfs = cache / f"rootfs-{SUITE}-minbase-{_cache_key(SUITE, MIRROR, *ROOTFS_PACKAGES)}.tar"
     key = _cache_key(
@@ -392,7 +447,7 @@ def _debootstrap(rootfs: Path, work: Path) -> None:
     if not PYTHON_HOME.is_dir():
         raise RuntimeError(f"{PYTHON_HOME} is missing: the image's Python 3.12 comes from it")
     target = work / "rootfs"
-    log(f"debootstrap --variant=minbase {SUITE} (a few minutes, once)")
+    log(f"debootstrap --variant=minbase {SUITE} (once; cached as {rootfs.name})")
     try:
         run(
             [
@@ -416,15 +471,7 @@ def _debootstrap(rootfs: Path, work: Path) -> None:
             if stale != rootfs:
                 stale.unlink()
     finally:
-        _unmount_below(target)
-        shutil.rmtree(target, ignore_errors=True)
-
-
-def _unmount_below(path: Path) -> None:
-    """Lazy-unmount whatever is still mounted under ``path`` (debootstrap mounts /proc, /sys)."""
-    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    for mount in sorted((m for m in mounts if m.startswith(str(path) + "/")), reverse=True):
-        subprocess.run(["umount", "-l", mount], check=False)
+        remove_tree(target)
 
 
 def _image_context(context: Path, rie: Path) -> Path:
@@ -440,34 +487,15 @@ def _image_context(context: Path, rie: Path) -> Path:
             script.unlink()
     python = str(PYTHON_HOME / "bin" / "python3.12")
     runtime = context / "runtime"
-    run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-compile",
-            "--target",
-            str(runtime),
-            "--only-binary=:all:",
-            "--implementation",
-            "cp",
-            "--python-version",
-            "3.12",
-            "--platform",
-            "manylinux2014_x86_64",
-            "--platform",
-            "manylinux_2_28_x86_64",
-            AWSLAMBDARIC,
-        ]
-    )
+    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    wheels = ["--only-binary=:all:", "--implementation", "cp", "--python-version", "3.12"]
+    platforms = ["--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64"]
+    run([*pip, "--target", str(runtime), *wheels, *platforms, AWSLAMBDARIC])
     shutil.rmtree(runtime / "bin", ignore_errors=True)
     (runtime / "bootstrap").write_text(BOOTSTRAP)
-    (runtime / "bootstrap.py").write_text(BOOTSTRAP_PY)
     (runtime / "bootstrap").chmod(0o755)
-    # /var/runtime's bytecode, as Lambda ships it (a cold start would compile it otherwise).
+    (runtime / "bootstrap.py").write_text(BOOTSTRAP_PY)
+    # /var/runtime's bytecode, as Lambda ships it (each cold start would compile it otherwise).
     run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(runtime)])
     (context / "lambda-entrypoint.sh").write_text(ENTRYPOINT)
     (context / "lambda-entrypoint.sh").chmod(0o755)
@@ -477,8 +505,9 @@ def _image_context(context: Path, rie: Path) -> Path:
     return context
 
 
-def build_invoke_image(daemon: Dockerd, work: Path, aws_endpoint: str) -> None:
-    """IMAGE plus ``AWS_ENDPOINT_URL`` (SAM's --env-vars cannot add a variable the template lacks)."""
+def build_invoke_image(daemon: Docker, work: Path, aws_endpoint: str) -> None:
+    """IMAGE plus ``AWS_ENDPOINT_URL``: SAM's --env-vars only sets variables the template declares,
+    and docs/sam-local.md says why the template does not declare this one."""
     context = work / "invoke-image"
     context.mkdir(parents=True, exist_ok=True)
     (context / "Dockerfile").write_text(f"FROM {IMAGE}\nENV AWS_ENDPOINT_URL={aws_endpoint}\n")
@@ -488,20 +517,40 @@ def build_invoke_image(daemon: Dockerd, work: Path, aws_endpoint: str) -> None:
 # --- 4. sam build -----------------------------------------------------------------------------
 
 
-def start_sam_build(build_dir: Path, log_file: Path) -> subprocess.Popen[bytes]:
-    """``bash .ci/sam-build.sh`` into ``build_dir`` (not .aws-sam/: someone may be building there)."""
-    with log_file.open("ab") as sink:
-        return subprocess.Popen(
-            ["bash", str(ROOT / ".ci" / "sam-build.sh"), "--build-dir", str(build_dir)],
-            cwd=ROOT,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+class SamBuild:
+    """``bash .ci/sam-build.sh`` into this run's directory (.aws-sam/ may be in use), in the
+    background: it downloads the layer's wheels while the image is made."""
 
+    def __init__(self, build_dir: Path, log_file: Path) -> None:
+        self.build_dir, self.log_file = build_dir, log_file
+        self.started, self.seconds = time.monotonic(), 0.0
+        with log_file.open("ab") as sink:
+            self.process = subprocess.Popen(
+                ["bash", str(ROOT / ".ci" / "sam-build.sh"), "--build-dir", str(build_dir)],
+                cwd=ROOT,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        self._timer = threading.Thread(target=self._time, daemon=True)
+        self._timer.start()
 
-def wait_sam_build(process: subprocess.Popen[bytes], log_file: Path) -> None:
-    if process.wait() != 0:
-        raise RuntimeError(f"sam build failed ({process.returncode}):\n{log_file.read_text()[-4000:]}")
+    def _time(self) -> None:
+        self.process.wait()
+        self.seconds = time.monotonic() - self.started
+
+    @property
+    def template(self) -> Path:
+        return self.build_dir / "template.yaml"
+
+    def wait(self) -> None:
+        if self.process.wait() != 0:
+            raise RuntimeError(
+                f"sam build failed ({self.process.returncode}):\n{self.log_file.read_text()[-4000:]}"
+            )
+        self._timer.join()
+
+    def stop(self) -> None:
+        stop_process(self.process)
 
 
 # --- 5. the services the containers call ------------------------------------------------------
@@ -516,9 +565,9 @@ def free_port(host: str) -> int:
 class TlsRelay(socketserver.ThreadingTCPServer):
     """TLS on ``listen`` (the bridge address), plain TCP to ``target`` (a server bound to 127.0.0.1).
 
-    The registry stand-in listens on loopback only; the Signer speaks HTTPS to any registry that is
-    not loopback, so the containers reach it through this relay, with a certificate for the bridge
-    address from a CA the functions trust through ``RegistryCaBundle``.
+    The registry stand-in listens on loopback only, and the Signer speaks HTTPS to every registry
+    that is not loopback: the containers reach it through this relay, with a certificate for the
+    bridge address from the dev CA, which the functions trust through ``RegistryCaBundle``.
     """
 
     daemon_threads = True
@@ -527,8 +576,7 @@ class TlsRelay(socketserver.ThreadingTCPServer):
     def __init__(self, listen: tuple[str, int], target: tuple[str, int], context: ssl.SSLContext) -> None:
         self.target, self.context = target, context
         super().__init__(listen, _RelayHandler)
-        self.thread = threading.Thread(target=self.serve_forever, args=(0.1,), daemon=True)
-        self.thread.start()
+        threading.Thread(target=self.serve_forever, args=(0.1,), daemon=True).start()
 
     def stop(self) -> None:
         self.shutdown()
@@ -547,7 +595,7 @@ class _RelayHandler(socketserver.BaseRequestHandler):
 
 
 def _pump(tls: ssl.SSLSocket, plain: socket.socket) -> None:
-    """Copy bytes both ways until either side closes (HTTP/1.1: one direction at a time)."""
+    """Copy bytes both ways until either side closes (HTTP/1.1 speaks one direction at a time)."""
     while True:
         readable = [tls] if tls.pending() else select.select([tls, plain], [], [], 30)[0]
         if not readable:
@@ -561,7 +609,7 @@ def _pump(tls: ssl.SSLSocket, plain: socket.socket) -> None:
 
 
 def relay_certificate(pki: Any, address: str, directory: Path) -> tuple[Path, Path]:
-    """A TLS server certificate for ``address`` (an IP), issued by the dev CA of ``pki``."""
+    """A TLS server certificate for the IP ``address``, issued by the dev CA of ``pki``."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -599,18 +647,18 @@ def relay_certificate(pki: Any, address: str, directory: Path) -> tuple[Path, Pa
 
 @dataclass
 class Services:
-    """What the functions reach from their containers, and what mints their callers' credentials."""
+    """What the functions reach from their containers, and the keys that mint their callers' credentials."""
 
     aws_endpoint: str
     environment: dict[str, str]
     authority: Any
     licensing: Any
     registry: Any
-    published_requests: int  # the registry's requests once the release was published
+    published_requests: int  # the registry's request count once the release was published
 
     @property
     def registry_requests(self) -> int:
-        """Requests the registry answered since the release was published (the functions' checks)."""
+        """Requests the registry answered since the release was published: the functions' checks."""
         return len(self.registry.requests) - self.published_requests
 
     @classmethod
@@ -629,7 +677,7 @@ class Services:
         moto_kms.apply()  # in this process: it serves moto
         from moto.server import ThreadedMotoServer
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every call
         moto_port = free_port(address)
         moto = ThreadedMotoServer(ip_address=address, port=moto_port, verbose=False)
         moto.start()
@@ -661,9 +709,15 @@ class Services:
             parameters["RegistryCaBundle"] = pki.ca.cert.read_text()
             provisioner = Provisioner(boto3.session.Session(region_name=REGION), load_template(), parameters)
             provisioner.create_all()
-            environment = provisioner.function_environment()
             log(f"moto on {endpoint}, release registry on https://{registry_host} (TLS relay)")
-            yield cls(endpoint, environment, authority, licensing, registry, len(registry.requests))
+            yield cls(
+                endpoint,
+                provisioner.function_environment(),
+                authority,
+                licensing,
+                registry,
+                len(registry.requests),
+            )
         finally:
             if relay is not None:
                 relay.stop()
@@ -680,12 +734,11 @@ class Services:
 class Invocation:
     function: str
     event: str
-    shape: str  # "api" (API Gateway: authorizer or proxy event) or "direct"
-    status: str = ""  # HTTP status, Allow/Deny, "ok", or the error type
-    expected: str = ""
-    wall_ms: float = 0.0
-    init_ms: float | None = None
-    duration_ms: float | None = None
+    shape: str  # "api" (API Gateway: an authorizer or a proxy event) or "direct"
+    expected: str
+    status: str = ""  # the HTTP status, Allow/Deny, "ok", or the error type
+    wall_ms: float = 0.0  # the whole `sam local invoke`, SAM's image build and the container's start included
+    function_ms: float | None = None  # the emulator's Duration: the runtime's cold start and the handler
     answer: Any = None
     detail: str = ""
     logs: str = field(default="", repr=False)
@@ -695,32 +748,40 @@ class Invocation:
         return self.status == self.expected
 
     def line(self) -> str:
-        timing = f"{self.wall_ms:7.0f} ms"
-        if self.duration_ms is not None:
-            init = f"init {self.init_ms:.0f} ms, " if self.init_ms is not None else ""
-            timing += f"  ({init}handler {self.duration_ms:.0f} ms)"
+        inside = f"  (in the container {self.function_ms:5.0f} ms)" if self.function_ms is not None else ""
         mark = "ok  " if self.ok else "FAIL"
-        return f"{mark} {self.function:<22} {self.event:<40} {self.status:<16} {timing}"
+        return f"{mark} {self.function:<22} {self.event:<40} {self.status:<14} {self.wall_ms:6.0f} ms{inside}"
 
 
 def event_files(only: str = "") -> list[str]:
-    """events/<function>/*.json of the four functions (signing_pipeline/ holds executions' inputs)."""
+    """events/<function>/*.json of the four functions, in pipeline order, API shapes before direct
+    ones (events/signing_pipeline/ holds state machine inputs, not function events)."""
+
+    def order(name: str) -> tuple[int, bool, str]:
+        directory, file = name.split("/")
+        return list(FUNCTIONS).index(directory), file == "direct.json", file
+
     names = sorted(
-        f"{p.parent.name}/{p.name}" for p in (ROOT / "events").glob("*/*.json") if p.parent.name in FUNCTIONS
+        (
+            f"{p.parent.name}/{p.name}"
+            for p in (ROOT / "events").glob("*/*.json")
+            if p.parent.name in FUNCTIONS
+        ),
+        key=order,
     )
     return [n for n in names if not only or only in n or only in FUNCTIONS[n.split("/")[0]]]
 
 
 def expected_status(name: str) -> str:
-    """What a good answer of each event is (tests/functions/test_events.py checks the same)."""
+    """What a good answer of each event shows (tests/functions/test_events.py checks the same)."""
     if name.endswith("direct.json"):
         return "ok"
     return "Allow" if name.startswith("authenticate/") else "200"
 
 
 def fresh_event(event: dict[str, Any], services: Services) -> dict[str, Any]:
-    """The event with a fresh OpToken (bound to the event's client certificate, for the principal of its
-    authorizer context) and fresh PoEs from this run's Licensing: the shipped ones are stale."""
+    """The event with a fresh OpToken (bound to the event's client certificate, for the principal of
+    its authorizer context) and fresh PoEs from this run's Licensing: the shipped ones are stale."""
     from stellaops_signer.domain.binding import certificate_thumbprint
 
     event = copy.deepcopy(event)
@@ -739,18 +800,15 @@ def fresh_event(event: dict[str, Any], services: Services) -> dict[str, Any]:
             claims[claim] = context[key]
     token = services.authority.mint(claims)
     poe = services.licensing.mint(services.licensing.claims_for(claims["tid"], claims["inst"]))
-    if "httpMethod" in event:  # authorizer or proxy event
-        headers = dict(event.get("headers") or {})
-        headers["Authorization"] = f"Bearer {token}"
+    if "httpMethod" in event:  # an authorizer or a proxy event
+        headers = {**(event.get("headers") or {}), "Authorization": f"Bearer {token}"}
         if "X-StellaOps-PoE" in headers:
             headers["X-StellaOps-PoE"] = poe
         event["headers"] = headers
         event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
-        if event.get("body"):
-            body = json.loads(event["body"])
-            if isinstance(body, dict) and "poe" in body:
-                body["poe"] = {"format": "jwt", "value": poe}
-                event["body"] = json.dumps(body)
+        body = json.loads(event["body"]) if event.get("body") else None
+        if isinstance(body, dict) and "poe" in body:
+            event["body"] = json.dumps({**body, "poe": {"format": "jwt", "value": poe}})
         return event
     if "opToken" in event:
         event["opToken"] = token
@@ -766,19 +824,20 @@ def _example_certificate() -> str:
     return str(event["requestContext"]["identity"]["clientCert"]["clientCertPem"])
 
 
-_REPORT = re.compile(
-    r"REPORT RequestId:.*?(?:Init Duration: (?P<init>[\d.]+) ms\s+)?Duration: (?P<run>[\d.]+) ms"
-)
+def write_events(names: list[str], services: Services, directory: Path) -> dict[str, Path]:
+    """Fresh copies of the event files under ``directory`` (0700: they hold valid tokens)."""
+    paths = {}
+    for name in names:
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        event = json.loads((ROOT / "events" / name).read_text())
+        path.write_text(json.dumps(fresh_event(event, services), indent=2))
+        paths[name] = path
+    return paths
 
 
-def invoke(
-    name: str, event_path: Path, template: Path, env_file: Path, daemon: Dockerd, work: Path
-) -> Invocation:
-    """One ``sam local invoke``; judged by its answer (SAM exits 0 on a timeout or a crash)."""
-    function = FUNCTIONS[name.split("/")[0]]
-    result = Invocation(function, name, "direct" if name.endswith("direct.json") else "api")
-    result.expected = expected_status(name)
-    command = [
+def sam_command(function: str, event: Path, template: Path, env_file: Path) -> list[str]:
+    return [
         str(ROOT / ".venv-sam" / "bin" / "sam"),
         "local",
         "invoke",
@@ -786,7 +845,7 @@ def invoke(
         "--template-file",
         str(template),
         "--event",
-        str(event_path),
+        str(event),
         "--env-vars",
         str(env_file),
         "--skip-pull-image",
@@ -795,37 +854,50 @@ def invoke(
         "--region",
         REGION,
     ]
-    environment = {
-        **os.environ,
-        "DOCKER_HOST": daemon.socket,
+
+
+def sam_environment(daemon: Docker) -> dict[str, str]:
+    """SAM's own environment: the daemon, and the credentials it hands the container (moto's)."""
+    return {
+        "DOCKER_HOST": daemon.host,
         "SAM_CLI_TELEMETRY": "0",
         "AWS_ACCESS_KEY_ID": "local",
         "AWS_SECRET_ACCESS_KEY": "local",
         "AWS_DEFAULT_REGION": REGION,
     }
+
+
+_REPORT = re.compile(r"REPORT RequestId:.*?\tDuration: (?P<ms>[\d.]+) ms")
+
+
+def invoke(name: str, event: Path, template: Path, env_file: Path, daemon: Docker, work: Path) -> Invocation:
+    """One ``sam local invoke``, judged by its answer (SAM exits 0 on a timeout or a crash)."""
+    function = FUNCTIONS[name.split("/")[0]]
+    result = Invocation(
+        function, name, "direct" if name.endswith("direct.json") else "api", expected_status(name)
+    )
+    environment = {**os.environ, **sam_environment(daemon)}
     environment.pop("AWS_PROFILE", None)
     started = time.monotonic()
     process = subprocess.Popen(
-        command, cwd=work, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        sam_command(function, event, template, env_file),
+        cwd=work,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         stdout, stderr = process.communicate(timeout=INVOKE_TIMEOUT)
     except subprocess.TimeoutExpired:
-        process.terminate()  # by PID: SAM stops its container on SIGTERM
-        try:
-            stdout, stderr = process.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            stdout, stderr = process.communicate()
+        stop_process(process)  # by PID: SAM removes its container on SIGTERM
+        stdout, stderr = process.communicate()
     result.wall_ms = (time.monotonic() - started) * 1000
     result.logs = stderr
     report = _REPORT.search(stderr)
-    if report:
-        result.duration_ms = float(report["run"])
-        result.init_ms = float(report["init"]) if report["init"] else None
-    answer = _last_json(stdout)
-    result.answer = answer
-    result.status, result.detail = judge(name, answer, stderr)
+    result.function_ms = float(report["ms"]) if report else None
+    result.answer = _last_json(stdout)
+    result.status, result.detail = judge(name, result.answer, stderr)
     return result
 
 
@@ -837,7 +909,7 @@ def _last_json(stdout: str) -> Any:
 
 
 def judge(name: str, answer: Any, stderr: str) -> tuple[str, str]:
-    """The status an invoke's answer shows: HTTP status, Allow/Deny, ok, or the error's type."""
+    """The status an answer shows: the HTTP status, Allow/Deny, "ok", or the error's type."""
     if not isinstance(answer, dict):
         if "timed out" in stderr.lower():
             return "Timeout", "the function did not answer within its timeout"
@@ -848,129 +920,137 @@ def judge(name: str, answer: Any, stderr: str) -> tuple[str, str]:
         effect = str(answer["policyDocument"]["Statement"][0]["Effect"])
         return effect, str((answer.get("context") or {}).get("errorDetail", ""))
     if "statusCode" in answer:
-        body = answer.get("body") or ""
-        return str(answer["statusCode"]), "" if answer["statusCode"] == 200 else str(body)[:300]
-    return _judge_direct(name, answer)
-
-
-def _judge_direct(name: str, answer: dict[str, Any]) -> tuple[str, str]:
-    function = name.split("/")[0]
-    checks = {
+        return str(answer["statusCode"]), "" if answer["statusCode"] == 200 else str(answer.get("body"))[:300]
+    good = {
         "authenticate": lambda a: (a.get("principal") or {}).get("binding") == "iam",
         "check_quota": lambda a: bool(a.get("reservation")),
         "verify_release": lambda a: (a.get("verdict") or {}).get("trusted") is True,
         "sign_dsse": lambda a: bool((a.get("bundle") or {}).get("dsse")),
-    }
-    good = checks[function](answer)
+    }[name.split("/")[0]](answer)
     return ("ok", "") if good else ("Unexpected", json.dumps(answer)[:300])
+
+
+def serve(
+    names: list[str], services: Services, daemon: Docker, events: Path, template: Path, env: Path
+) -> None:
+    """Keep everything up for invoking by hand; the event files are minted afresh every minute
+    (tokens live 5 minutes). Ctrl-C (or SIGTERM) stops it all."""
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sam_environment(daemon).items())
+    example = sam_command(FUNCTIONS[names[-1].split("/")[0]], events / names[-1], template, env)
+    print(
+        f"\nServing; in another shell (as root):\n  export {exports}\n  {shlex.join(example)}\n"
+        f"Fresh events (re-minted every minute) under {events}/. Ctrl-C stops everything.",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(60)
+            write_events(names, services, events)
 
 
 # --- the run ----------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--cache-dir", type=Path, default=CACHE, help=f"rootfs and image cache (default {CACHE})"
     )
     parser.add_argument(
-        "--results", type=Path, help="write every invocation (answer included) to this JSON file"
+        "--results", type=Path, help="write every invocation, answer included, to this JSON file"
     )
     parser.add_argument(
         "--only", default="", help="invoke only the events whose name or function contains this"
     )
+    parser.add_argument(
+        "--serve", action="store_true", help="after the invokes, keep everything up for invoking by hand"
+    )
+    parser.add_argument(
+        "--docker-host",
+        help="use this running Docker (e.g. unix:///var/run/docker.sock) and AWS's image, not an own dockerd",
+    )
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: everything started is stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds: everything started is stopped
 
     timings: dict[str, float] = {}
+    facts: dict[str, Any] = {}
     invocations: list[Invocation] = []
     error = ""
     try:
-        _run(args, timings, invocations)
-    except Exception as exc:  # reported below, and in --results: the tier fails, never skips
+        _run(args, timings, facts, invocations)
+    except Exception as exc:  # reported below and in --results: the tier fails, it never skips
         error = f"{type(exc).__name__}: {exc}"
         print(f"sam-local: {error}", file=sys.stderr, flush=True)
     timings["total"] = time.monotonic() - STARTED
-    print(
-        "\n".join(["", "phase timings:", *(f"  {k:<22} {v:7.1f} s" for k, v in timings.items())]), flush=True
-    )
+    print("\n".join(["", "timings:", *(f"  {k:<26} {v:6.1f} s" for k, v in timings.items())]), flush=True)
     if args.results:
-        args.results.write_text(
-            json.dumps(
-                {
-                    "error": error,
-                    "timings": timings,
-                    "invocations": [{**asdict(i), "ok": i.ok} for i in invocations],
-                },
-                indent=2,
-            )
-        )
-    failed = [i for i in invocations if not i.ok]
-    for invocation in failed:
-        print(f"\n--- {invocation.function} {invocation.event}: {invocation.status} {invocation.detail}")
-        print(invocation.logs[-3000:])
-    return 1 if error or failed or not invocations else 0
+        document = {
+            "error": error,
+            "timings": timings,
+            "facts": facts,
+            "invocations": [{**asdict(i), "ok": i.ok} for i in invocations],
+        }
+        args.results.write_text(json.dumps(document, indent=2))
+    for failed in (i for i in invocations if not i.ok):
+        print(f"\n--- {failed.function} {failed.event}: {failed.status}, expected {failed.expected}")
+        print(failed.detail)
+        print(failed.logs[-3000:])
+    return 0 if invocations and not error and all(i.ok for i in invocations) else 1
 
 
-def _run(args: argparse.Namespace, timings: dict[str, float], invocations: list[Invocation]) -> None:
+def _run(
+    args: argparse.Namespace, timings: dict[str, float], facts: dict[str, Any], invocations: list[Invocation]
+) -> None:
     names = event_files(args.only)
     if not names:
         raise RuntimeError(f"no event file matches {args.only!r}")
-    ensure_packages(timings)
     with contextlib.ExitStack() as stack:
-        work = Path(tempfile.mkdtemp(prefix="stellaops-sam-local-", dir="/var/tmp"))
-        work.chmod(0o700)  # fresh tokens and keys live here for the run
-        stack.callback(_remove_work, work)
-        build_log = work / "sam-build.log"
-        sam_build = start_sam_build(work / "build", build_log)
-        stack.callback(_stop, sam_build)
+        work = Path(tempfile.mkdtemp(prefix="stellaops-sam-local-", dir="/var/tmp"))  # 0700
+        stack.callback(remove_tree, work)
+        sam_build = SamBuild(work / "build", work / "sam-build.log")
+        stack.callback(sam_build.stop)
+        if args.docker_host:
+            daemon = Docker(args.docker_host)
+            address = daemon.bridge_gateway()
+            log(f"Docker at {daemon.host}; its containers reach the host on {address}")
+        else:
+            ensure_packages(timings)
+            sweep_stale_runs()
+            started = time.monotonic()
+            runtime_dir = Path(f"{RUN_PREFIX}{os.getpid()}")
+            runtime_dir.mkdir(mode=0o700)
+            stack.callback(remove_tree, runtime_dir)
+            (runtime_dir / "work").write_text(str(work))
+            bridge = stack.enter_context(Bridge.create(runtime_dir))
+            dockerd = stack.enter_context(Dockerd.start(runtime_dir, work / "docker", bridge))
+            daemon, address = dockerd.client, bridge.address
+            timings["bridge + dockerd"] = time.monotonic() - started
+            ensure_base_image(daemon, args.cache_dir, work, timings)
         started = time.monotonic()
-        bridge = stack.enter_context(Bridge.create())
-        runtime_dir = Path(f"/run/stellaops-sam-{os.getpid()}")
-        stack.callback(_remove_work, runtime_dir)
-        daemon = stack.enter_context(Dockerd.start(runtime_dir, work / "docker", bridge))
-        timings["bridge + dockerd"] = time.monotonic() - started
-        ensure_base_image(daemon, args.cache_dir, work, timings)
+        sam_build.wait()
+        timings["sam build (in parallel)"] = sam_build.seconds
+        timings["sam build (waited for)"] = time.monotonic() - started
         started = time.monotonic()
-        wait_sam_build(sam_build, build_log)
-        timings["sam build (waited)"] = time.monotonic() - started
-        started = time.monotonic()
-        services = stack.enter_context(Services.start(bridge.address, work))
+        services = stack.enter_context(Services.start(address, work))
         build_invoke_image(daemon, work, services.aws_endpoint)
         env_file = work / "env.json"
         env_file.write_text(json.dumps({"Parameters": services.environment}))
         timings["services + invoke image"] = time.monotonic() - started
         started = time.monotonic()
         print(flush=True)
-        for name in names:
-            event_path = work / "events" / name
-            event_path.parent.mkdir(parents=True, exist_ok=True)
-            event = json.loads((ROOT / "events" / name).read_text())
-            event_path.write_text(json.dumps(fresh_event(event, services)))
-            invocation = invoke(name, event_path, work / "build" / "template.yaml", env_file, daemon, work)
-            invocations.append(invocation)
-            print(invocation.line(), flush=True)
+        for name in names:  # each event minted just before its invoke: tokens live 5 minutes
+            event = write_events([name], services, work / "events")[name]
+            invocations.append(invoke(name, event, sam_build.template, env_file, daemon, work))
+            print(invocations[-1].line(), flush=True)
         print(flush=True)
         timings["invokes"] = time.monotonic() - started
+        facts["registryRequests"] = services.registry_requests
+        facts["docker"] = daemon.docker("version", "--format", "{{.Server.Version}}").stdout.strip()
         log(f"the release registry answered {services.registry_requests} requests from the containers")
+        if args.serve:
+            serve(names, services, daemon, work / "events", sam_build.template, env_file)
         started = time.monotonic()
     timings["teardown"] = time.monotonic() - started
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM by PID if still running, SIGKILL after 15 s."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _remove_work(path: Path) -> None:
-    _unmount_below(path)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from stellaops_signer.domain.authorization import check_tenant
 from stellaops_signer.domain.binding import Principal, verify_certificate_binding
 from stellaops_signer.domain.dpop import CLOCK_SKEW_SECONDS, NonceKeeper, verify_proof
 from stellaops_signer.domain.errors import InvalidDpopProof, InvalidToken
@@ -68,6 +69,14 @@ class TokenVerifier:
         if not isinstance(token, str) or not token:
             raise InvalidToken("opToken is required")
         return Principal.from_token(self.verify(token), "iam")
+
+    def authenticate_step(self, token: Any, tenant: Any) -> Principal:
+        """The pipeline's Authenticate step: the OpTok (binding ``iam``) and, when the execution
+        names a tenant, that it is the token's — as ``X-StellaOps-Tenant`` is checked over HTTP.
+        Raises InvalidToken or TenantMismatch."""
+        principal = self.authenticate_iam(token)
+        check_tenant(principal, tenant if isinstance(tenant, str) or tenant is None else str(tenant))
+        return principal
 
     def confirm(
         self, claimed: Principal, authorization: str | None, client_cert_pem: str | None
