@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.errors import ConfigurationError, SigningUnavailable
-from stellaops_signer.domain.jose import b64url
+from stellaops_signer.domain.jose import sha256_b64url
 from stellaops_signer.domain.signing import PublishedKey, SignedBy
 from stellaops_signer.ports import KeySigner
 
@@ -82,7 +82,7 @@ class KmsKeySigner:
         if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
             raise ConfigurationError(f"KMS key {self._key_id} is not a P-256 key")
         self._key_ref = str(answer.get("KeyId", self._key_id))
-        self._keyid = b64url(hashlib.sha256(der).digest())
+        self._keyid = sha256_b64url(der)
         self._public_key_pem = public_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode("ascii")
@@ -184,7 +184,7 @@ class InMemoryKeySigner:
         self._key = ec.generate_private_key(ec.SECP256R1())
         public = self._key.public_key()
         der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.keyid = b64url(hashlib.sha256(der).digest())
+        self.keyid = sha256_b64url(der)
         self.key_ref = key_ref
         self.public_key_pem = public.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

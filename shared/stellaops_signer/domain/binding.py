@@ -7,14 +7,13 @@ DER client certificate that terminated TLS. DPoP (RFC 9449) plugs in beside it a
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ssl
 from dataclasses import dataclass
 from typing import Literal
 
 from stellaops_signer.domain.errors import InvalidToken
-from stellaops_signer.domain.jose import b64url
+from stellaops_signer.domain.jose import sha256_b64url
 from stellaops_signer.domain.tokens import OpToken
 
 BindingKind = Literal["mtls", "dpop", "iam"]
@@ -58,7 +57,7 @@ def certificate_thumbprint(pem: str) -> str:
         raise InvalidToken("the client certificate cannot be parsed") from None
     if not der:
         raise InvalidToken("the client certificate cannot be parsed")
-    return b64url(hashlib.sha256(der).digest())
+    return sha256_b64url(der)
 
 
 def verify_certificate_binding(token: OpToken, client_cert_pem: str | None) -> None:

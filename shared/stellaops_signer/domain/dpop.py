@@ -19,12 +19,11 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from stellaops_signer.domain.errors import InvalidDpopProof, UseDpopNonce
 from stellaops_signer.domain.jose import PublicJwk, b64url, b64url_decode, sha256_b64url, strict_json
-from stellaops_signer.domain.tokens import CompactJws, jwk_thumbprint
+from stellaops_signer.domain.tokens import CLOCK_SKEW_SECONDS, CompactJws, jwk_thumbprint
 
 PROOF_TYPE = "dpop+jwt"
 #: The Signer is a high-value audience: only these proof algorithms (spec §3.1).
 PROOF_ALGORITHMS = ("ES256", "EdDSA")
-CLOCK_SKEW_SECONDS = 30
 MAX_PROOF_BYTES = 8192
 _UNRESERVED = "-._~"
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
-from stellaops_signer.domain.jose import b64url
+from stellaops_signer.domain.jose import sha256_b64url
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -50,7 +50,7 @@ def parse_trusted_keys(pem_text: str) -> tuple[TrustedKey, ...]:
         if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
             raise ValueError("release keys must be ECDSA P-256 public keys")
         der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        keys.append(TrustedKey(b64url(hashlib.sha256(der).digest()), key))
+        keys.append(TrustedKey(sha256_b64url(der), key))
     if not keys:
         raise ValueError("no PEM public key found")
     return tuple(keys)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from stellaops_signer.domain.errors import InvalidRequest, UnsupportedPredicateType
 from stellaops_signer.domain.jcs import CanonicalizationError, canonicalize
+from stellaops_signer.domain.jose import strict_json
 from stellaops_signer.domain.predicates import PredicateCatalogue
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -85,17 +86,6 @@ class SignRequest(_Strict):
             raise InvalidRequest(f"{where}: {first['msg']}") from None
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise InvalidRequest("duplicate member names in a JSON object")  # RFC 7493 §2.3
-    return obj
-
-
-def _no_constants(name: str) -> Any:
-    raise InvalidRequest(f"{name} is not JSON")
-
-
 def parse_json_object(body: str | bytes | None) -> dict[str, Any]:
     """Parse I-JSON (RFC 7493): no duplicate names, no NaN/Infinity; the top level is an object."""
     if body is None or body == "" or body == b"":
@@ -105,13 +95,15 @@ def parse_json_object(body: str | bytes | None) -> dict[str, Any]:
     except UnicodeDecodeError as error:
         raise InvalidRequest(f"the body is not UTF-8 (byte {error.start})") from None
     try:
-        value = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constants)
+        value = strict_json(text)  # RFC 7493 §2.3: no duplicate names; no NaN or infinite numbers
     except json.JSONDecodeError as error:
         raise InvalidRequest(
             f"the body is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
         ) from None
-    except (ValueError, RecursionError):
+    except RecursionError:
         raise InvalidRequest("the body is not valid JSON (nested too deeply)") from None
+    except ValueError as error:
+        raise InvalidRequest(f"the body is not I-JSON: {error} in a JSON object") from None
     if not isinstance(value, dict):
         raise InvalidRequest("the body must be a JSON object")
     return value

@@ -28,7 +28,8 @@ AUDIENCE = "signer"
 CLOCK_SKEW_SECONDS = 30
 #: Asymmetric only; never ``none``, never HMAC (spec §3.1).
 ALLOWED_ALGORITHMS = tuple(KEY_REQUIREMENTS)
-BindingKind = Literal["jkt", "x5t#S256"]
+#: How an OpTok is bound: to a DPoP key (RFC 9449 §6) or to a certificate (RFC 8705 §3.1).
+ConfirmationKind = Literal["jkt", "x5t#S256"]
 
 
 def subject_of(error: type[SignerError]) -> str:
@@ -98,7 +99,7 @@ class OpToken:
     tenant: str
     installation: str
     scopes: frozenset[str]
-    binding: BindingKind
+    binding: ConfirmationKind
     #: ``cnf.jkt`` or ``cnf.x5t#S256``: the thumbprint of the sender's key.
     sender_key: str
     issued_at: int
@@ -276,14 +277,14 @@ def verify_op_token(
     )
 
 
-def _confirmation(cnf: Any) -> tuple[BindingKind, str]:
+def _confirmation(cnf: Any) -> tuple[ConfirmationKind, str]:
     """RFC 7800 ``cnf`` with exactly one of ``jkt`` (RFC 9449 §6) or ``x5t#S256`` (RFC 8705 §3.1)."""
     if not isinstance(cnf, dict):
         raise InvalidToken("the token is not sender-constrained (no cnf)")
     members = [m for m in ("jkt", "x5t#S256") if m in cnf]
     if len(members) != 1:
         raise InvalidToken("cnf must hold exactly one of jkt and x5t#S256")
-    kind: BindingKind = "jkt" if members[0] == "jkt" else "x5t#S256"
+    kind: ConfirmationKind = "jkt" if members[0] == "jkt" else "x5t#S256"
     value = cnf[kind]
     if not isinstance(value, str) or len(value) != 43:
         raise InvalidToken(f"cnf.{kind} must be a base64url SHA-256 thumbprint")

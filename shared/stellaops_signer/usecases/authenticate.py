@@ -12,9 +12,15 @@ from typing import Any
 
 from stellaops_signer.domain.authorization import check_tenant
 from stellaops_signer.domain.binding import Principal, verify_certificate_binding
-from stellaops_signer.domain.dpop import CLOCK_SKEW_SECONDS, NonceKeeper, verify_proof
+from stellaops_signer.domain.dpop import NonceKeeper, verify_proof
 from stellaops_signer.domain.errors import InvalidDpopProof, InvalidToken
-from stellaops_signer.domain.tokens import CompactJws, OpToken, SignatureCache, verify_op_token
+from stellaops_signer.domain.tokens import (
+    CLOCK_SKEW_SECONDS,
+    CompactJws,
+    OpToken,
+    SignatureCache,
+    verify_op_token,
+)
 from stellaops_signer.ports import Clock, KeySetSource, ReplayStore
 
 
