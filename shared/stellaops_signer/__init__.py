@@ -1,3 +1,19 @@
-"""Stella Ops Signer: the domain, its ports, the AWS adapters and the use cases the Lambda functions call."""
+"""Stella Ops Signer: the domain, its ports, the AWS adapters and the use cases the Lambda functions call.
+
+The layer's public surface, what ``functions/*/app.py`` and the local stack use:
+
+- ``wiring``: ``container()`` (the composition root of this process), ``Container`` (its adapters
+  injectable), ``cold_start``, ``install``, ``reset``.
+- ``http``: ``serve`` (a proxy event → its route, the caller confirmed), ``authorizer_answer``,
+  ``ApiRequest``, ``Answer``, the route paths and header names, ``correlation_id``.
+- ``usecases``: ``SignDsse``, ``ReleaseQuery``/``ReleaseVerifier``, ``QuotaDesk``,
+  ``Authenticator``/``TokenVerifier``, ``EntitlementChecker``; ``meta.RequestMeta``.
+- ``domain``: pure types and rules (Statement, Envelope, OpToken, DpopProof, Entitlement,
+  Reservation, ReleaseVerdict, SignedBy…) and the one error tree (``domain.errors``).
+- ``ports``: the protocols the use cases need; ``adapters``: their AWS, HTTP and in-memory forms.
+
+Each module lists its own public names in ``__all__``.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["__version__"]

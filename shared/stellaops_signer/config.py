@@ -218,3 +218,6 @@ def _retired(variable: str, value: Any) -> tuple[tuple[str, datetime], ...]:
             raise ConfigurationError(message)
         retired.append((arn, moment.astimezone(UTC)))
     return tuple(retired)
+
+
+__all__ = ["ENVIRONMENT", "Settings"]

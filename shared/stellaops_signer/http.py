@@ -354,3 +354,36 @@ def authorizer_answer(
     arn = request.parsed_arn
     answer.allow_route(arn.http_method or "*", arn.resource)
     return answer.asdict()
+
+
+__all__ = [
+    "CORRELATION_HEADER",
+    "DPOP_ALGORITHMS",
+    "IDEMPOTENCY_HEADER",
+    "JSON",
+    "KEYS_PATH",
+    "PROBLEM_JSON",
+    "PROBLEM_TYPE_BASE",
+    "QUOTA_PATH",
+    "SIGN_PATH",
+    "TENANT_HEADER",
+    "VERIFY_PATH",
+    "Answer",
+    "ApiRequest",
+    "Gate",
+    "Route",
+    "all_values",
+    "authorizer_answer",
+    "challenge",
+    "correlation_id",
+    "denial_context",
+    "header",
+    "is_authorizer_event",
+    "is_proxy_event",
+    "principal_context",
+    "principal_from_context",
+    "problem",
+    "proxy_answer",
+    "serve",
+    "template_safe",
+]

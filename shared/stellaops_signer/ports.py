@@ -140,3 +140,19 @@ class KeySetSource(Protocol):
     def key_set(self, kid: str | None) -> KeySet:
         """Keys to verify a token whose header names ``kid``; raises InvalidToken if unavailable."""
         ...
+
+
+__all__ = [
+    "AuditLog",
+    "Cache",
+    "Clock",
+    "EnvelopeSigner",
+    "Idempotency",
+    "KeySetSource",
+    "KeySigner",
+    "QuotaStore",
+    "ReplayStore",
+    "SignatureSource",
+    "SigningCommit",
+    "Timestamper",
+]

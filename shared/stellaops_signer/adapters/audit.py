@@ -97,3 +97,12 @@ class SeparateSigningCommit:
     def signed(self, record: AuditRecord, reservation: Reservation) -> None:
         self._audit.record(record)
         self._quotas.release(reservation, refund=False)
+
+
+__all__ = [
+    "DynamoDbAuditLog",
+    "DynamoDbSigningCommit",
+    "InMemoryAuditLog",
+    "SeparateSigningCommit",
+    "to_attribute",
+]

@@ -39,3 +39,6 @@ def insist_on_service_answers(client: Any) -> Any:
 
     client.meta.events.register(f"after-call.{service}", check)
     return client
+
+
+__all__ = ["AWS_FAILURES", "insist_on_service_answers", "is_conditional_failure"]

@@ -60,3 +60,6 @@ class InMemoryCache:
 
     def put(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
         self.items[key] = (self._clock.now() + ttl_seconds, value)
+
+
+__all__ = ["DynamoDbCache", "InMemoryCache"]

@@ -19,3 +19,6 @@ class FixedClock:
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+
+__all__ = ["FixedClock", "SystemClock"]

@@ -115,3 +115,6 @@ class PowertoolsIdempotency:
         if _REFERENCE in stored:
             return json.loads(self._payloads().get(stored[_REFERENCE])), True
         return stored, True
+
+
+__all__ = ["INLINE_ANSWER_BYTES", "REPLAY_SECONDS", "PowertoolsIdempotency"]

@@ -103,3 +103,14 @@ class RemoteKeySet:
         keys = parse_jwks(body)
         _log_skipped(self._url, keys)
         return keys
+
+
+__all__ = [
+    "CACHE_SECONDS",
+    "MAX_JWKS_BYTES",
+    "REFRESH_COOLDOWN_SECONDS",
+    "TIMEOUT",
+    "RemoteKeySet",
+    "StaticKeySet",
+    "parse_jwks",
+]

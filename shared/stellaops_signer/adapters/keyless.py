@@ -299,3 +299,15 @@ class KeylessSigner:
         logger.info("keyless certificate", extra={"serial": certified.serial, **self.last_timings})
         reuse_until = min(now + self._reuse, certified.not_after.timestamp() - RENEW_BEFORE_SECONDS)
         return _CertifiedKey(key, sha256_b64url(spki), certified, reuse_until)
+
+
+__all__ = [
+    "ATTEMPTS",
+    "BACKOFF_SECONDS",
+    "MAX_ANSWER_BYTES",
+    "RENEW_BEFORE_SECONDS",
+    "TIMEOUT",
+    "ClientCredentialsIdentity",
+    "FulcioClient",
+    "KeylessSigner",
+]

@@ -279,3 +279,14 @@ def _published(key: ManagedKey, status: str, not_after: datetime | None) -> Publ
         not_before=key.created_at(),
         not_after=not_after,
     )
+
+
+__all__ = [
+    "KEY_SPEC",
+    "SIGNING_ALGORITHM",
+    "InMemoryKeySigner",
+    "KmsEnvelopeSigner",
+    "KmsKeySigner",
+    "KmsKeyring",
+    "ManagedKey",
+]

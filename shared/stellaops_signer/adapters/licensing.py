@@ -53,3 +53,6 @@ class HttpIntrospection:
         if type(revoked) is not bool:
             raise EntitlementUnavailable("Licensing answered a malformed revoked member")
         return document["active"] and not revoked
+
+
+__all__ = ["MAX_ANSWER_BYTES", "TIMEOUT", "HttpIntrospection"]

@@ -61,3 +61,6 @@ class S3PayloadStore:
         if len(data) != size or hashlib.sha256(data).hexdigest() != digest:
             raise SigningUnavailable("a stored answer does not match its digest")
         return data
+
+
+__all__ = ["S3PayloadStore"]

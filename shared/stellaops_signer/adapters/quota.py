@@ -348,3 +348,6 @@ class InMemoryQuotaStore:
                 "daily": self.counts.get(f"day#{license_id}#{utc_day(now)}", 0),
                 "inFlight": in_flight,
             }
+
+
+__all__ = ["ATTEMPTS", "ITEM_TTL_SECONDS", "DynamoDbQuotaStore", "InMemoryQuotaStore"]

@@ -468,3 +468,24 @@ class EcrAuthorization:
                     raise ReleaseUnverifiable("ECR credentials are unavailable")
                 self._token = (token, expires)
             return self._token[0]
+
+
+__all__ = [
+    "MANIFEST_TYPES",
+    "MAX_BLOB_BYTES",
+    "MAX_LAYERS",
+    "MAX_MANIFEST_BYTES",
+    "MAX_REDIRECTS",
+    "MAX_REFERRER_PAGES",
+    "MAX_SIGNATURE_MANIFESTS",
+    "MAX_VERIFICATION_BYTES",
+    "MAX_VERIFICATION_REQUESTS",
+    "MAX_VERIFICATION_SECONDS",
+    "TIMEOUT",
+    "EcrAuthorization",
+    "RegistryClient",
+    "Resolver",
+    "is_public_address",
+    "resolve_host",
+    "split_repository",
+]

@@ -41,3 +41,6 @@ class InMemoryReplayStore:
             if key in self._seen:
                 raise InvalidDpopProof("the DPoP proof was already used")
             self._seen.add(key)
+
+
+__all__ = ["DynamoDbReplayStore", "InMemoryReplayStore"]

@@ -18,3 +18,6 @@ def read_secret(client: Any, secret_id: str) -> bytes:
     if not value:
         raise ConfigurationError(f"the secret {secret_id} is empty")
     return bytes(value)
+
+
+__all__ = ["read_secret"]

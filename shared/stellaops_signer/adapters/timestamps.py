@@ -125,3 +125,14 @@ class Rfc3161Timestamper:
                 raise SigningUnavailable(f"the timestamp authority answered {status}")
             return body
         raise SigningUnavailable("the timestamp authority is unavailable")
+
+
+__all__ = [
+    "ATTEMPTS",
+    "BACKOFF_SECONDS",
+    "MAX_ANSWER_BYTES",
+    "MAX_CLOCK_DIFFERENCE_SECONDS",
+    "SHA256_OID",
+    "TIMEOUT",
+    "Rfc3161Timestamper",
+]

@@ -51,3 +51,6 @@ class AuditRecord:
 def iso_time(epoch: float) -> str:
     """RFC 3339 UTC time with milliseconds, as audit records carry it."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+__all__ = ["AuditRecord", "Decision", "iso_time"]

@@ -25,3 +25,6 @@ def check_tenant(principal: Principal, tenant_header: str | None) -> None:
     (every route, ``/keys`` included: spec §3.1, §3.5)."""
     if tenant_header is not None and tenant_header != principal.tenant:
         raise TenantMismatch("X-StellaOps-Tenant differs from the token's tenant")
+
+
+__all__ = ["SIGN_SCOPE", "VERIFY_SCOPE", "authorize", "check_tenant"]

@@ -68,3 +68,6 @@ def verify_certificate_binding(token: OpToken, client_cert_pem: str | None) -> N
         raise InvalidToken("the token is certificate-bound but no client certificate was presented")
     if not hmac.compare_digest(certificate_thumbprint(client_cert_pem), token.sender_key):
         raise InvalidToken("the token is bound to another client certificate")
+
+
+__all__ = ["BindingKind", "Principal", "certificate_thumbprint", "verify_certificate_binding"]

@@ -81,3 +81,6 @@ def answer_body(
         body["sigstoreBundle"] = sigstore
     body.update(policy=policy, auditId=audit_id, bundleSha256=bundle_sha256)
     return body
+
+
+__all__ = ["SIGSTORE_BUNDLE_MEDIA_TYPE", "answer_body", "bundle_digest", "signer_bundle", "sigstore_bundle"]

@@ -216,3 +216,14 @@ class NonceKeeper:
 
     def _use_nonce(self, detail: str, now: float) -> UseDpopNonce:
         return UseDpopNonce(detail, headers={"DPoP-Nonce": self.issue(now)})
+
+
+__all__ = [
+    "MAX_PROOF_BYTES",
+    "PROOF_ALGORITHMS",
+    "PROOF_TYPE",
+    "DpopProof",
+    "NonceKeeper",
+    "normalize_uri",
+    "verify_proof",
+]

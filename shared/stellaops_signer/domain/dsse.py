@@ -39,3 +39,6 @@ class Envelope:
                 {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode("ascii")} for s in self.signatures
             ],
         }
+
+
+__all__ = ["IN_TOTO_PAYLOAD_TYPE", "Envelope", "Signature", "pae"]

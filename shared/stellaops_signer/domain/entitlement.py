@@ -131,3 +131,6 @@ def _check_confirmation(cnf: Any, principal: Principal) -> None:
         raise EntitlementDenied("the PoE is bound to another kind of sender key")
     if not hmac.compare_digest(value, principal.sender_key):
         raise EntitlementDenied("the PoE is bound to another sender key")
+
+
+__all__ = ["Entitlement", "poe_identity", "poe_identity_of", "verify_poe"]

@@ -131,3 +131,30 @@ def on_refusal(compensate: Callable[[SignerError], None]) -> Iterator[None]:
     except Exception:
         compensate(InternalError("unexpected error"))
         raise
+
+
+__all__ = [
+    "ArtifactTooLarge",
+    "AuditUnavailable",
+    "AuthenticationError",
+    "ConfigurationError",
+    "EntitlementDenied",
+    "EntitlementUnavailable",
+    "IdempotencyConflict",
+    "InsufficientScope",
+    "InternalError",
+    "InvalidDpopProof",
+    "InvalidRequest",
+    "InvalidToken",
+    "NotFound",
+    "PlanThrottled",
+    "QuotaExhausted",
+    "ReleaseUntrusted",
+    "ReleaseUnverifiable",
+    "SignerError",
+    "SigningUnavailable",
+    "TenantMismatch",
+    "UnsupportedPredicateType",
+    "UseDpopNonce",
+    "on_refusal",
+]

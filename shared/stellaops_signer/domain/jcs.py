@@ -142,3 +142,6 @@ def format_number(value: float) -> str:
     if k == 1:
         return sign + digits + exp_str
     return sign + digits[0] + "." + digits[1:] + exp_str
+
+
+__all__ = ["CanonicalizationError", "canonicalize", "format_number"]

@@ -191,3 +191,16 @@ class PublicJwk:
         except (InvalidSignature, ValueError):
             return False
         return True
+
+
+__all__ = [
+    "KEY_REQUIREMENTS",
+    "PRIVATE_MEMBERS",
+    "AmbiguousObject",
+    "PublicJwk",
+    "b64url",
+    "b64url_decode",
+    "sha256_b64url",
+    "strict_json",
+    "tolerant_json",
+]

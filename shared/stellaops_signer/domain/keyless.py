@@ -130,3 +130,13 @@ def _oidc_issuer(leaf: x509.Certificate) -> str:
         except UnicodeDecodeError:
             raise SigningUnavailable("the keyless certificate's issuer extension is malformed") from None
     raise SigningUnavailable("the keyless certificate names no OIDC issuer")
+
+
+__all__ = [
+    "FULCIO_ISSUER_V1",
+    "FULCIO_ISSUER_V2",
+    "CertifiedIdentity",
+    "parse_certificates",
+    "roots_of",
+    "verify_chain",
+]

@@ -41,3 +41,6 @@ def is_vex_related(predicate_type: str) -> bool:
 def is_reachability_related(predicate_type: str) -> bool:
     """Call graphs and the replay evidence that re-derives reachability."""
     return predicate_type in _REACHABILITY_TYPES
+
+
+__all__ = ["DEFAULT_PREDICATE_TYPES", "PredicateCatalogue", "is_reachability_related", "is_vex_related"]

@@ -143,3 +143,18 @@ def policy_block(plan_name: str, license_id: str, plan: Plan, reservation: Reser
         "qpsRemaining": max(0, plan.qps - reservation.qps_used),
         "dailyRemaining": max(0, plan.dailySignatures - reservation.daily_used),
     }
+
+
+__all__ = [
+    "LEASE_SECONDS",
+    "Plan",
+    "Reservation",
+    "open_reservation",
+    "policy_block",
+    "rate_limit_headers",
+    "rate_limit_policy",
+    "refusal_headers",
+    "seal_reservation",
+    "seconds_to_next_day",
+    "utc_day",
+]

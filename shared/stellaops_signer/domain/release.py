@@ -170,3 +170,18 @@ def evaluate(
         source=candidate.source,
         signers=tuple(sorted({k.keyid for k, _, _ in findings})),
     )
+
+
+__all__ = [
+    "COSIGN_ARTIFACT_TYPE",
+    "COSIGN_TYPE",
+    "SIGNATURE_ANNOTATION",
+    "SIMPLE_SIGNING_MEDIA_TYPE",
+    "VERSION_KEY",
+    "CandidateSignature",
+    "ReleaseVerdict",
+    "TrustedKey",
+    "evaluate",
+    "parse_trusted_keys",
+    "trust_configuration_hash",
+]

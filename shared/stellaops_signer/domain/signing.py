@@ -31,3 +31,6 @@ class PublishedKey:
     status: str
     not_before: datetime
     not_after: datetime | None = None
+
+
+__all__ = ["PublishedKey", "SignedBy"]

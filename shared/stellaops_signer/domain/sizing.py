@@ -53,3 +53,13 @@ def check_fits(envelope: int, answer: int, *, carrier_limit: int | None, max_att
             f"the answer would be about {answer} bytes; a Lambda response carries at most "
             f"{carrier_limit} bytes (6 MB)"
         )
+
+
+__all__ = [
+    "ANSWER_OVERHEAD_BYTES",
+    "LAMBDA_RESPONSE_BYTES",
+    "answer_bytes",
+    "base64_length",
+    "check_fits",
+    "envelope_bytes",
+]

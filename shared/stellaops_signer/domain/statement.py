@@ -138,3 +138,16 @@ class Statement:
         except RecursionError:
             raise InvalidRequest("predicate: nested too deeply") from None
         return cls(request.predicateType, tuple(request.subject), payload)
+
+
+__all__ = [
+    "MAX_SUBJECTS",
+    "STATEMENT_TYPE",
+    "ImageDigest",
+    "ProofOfEntitlement",
+    "SignRequest",
+    "SigningOptions",
+    "Statement",
+    "Subject",
+    "parse_json_object",
+]

@@ -302,3 +302,20 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
         raise ValueError("the JWK lacks the members its thumbprint needs")
     canonical = "{" + ",".join(f'"{m}":{json.dumps(jwk[m])}' for m in members) + "}"
     return sha256_b64url(canonical.encode("utf-8"))
+
+
+__all__ = [
+    "ALLOWED_ALGORITHMS",
+    "AUDIENCE",
+    "CLOCK_SKEW_SECONDS",
+    "CompactJws",
+    "ConfirmationKind",
+    "KeySet",
+    "OpToken",
+    "SignatureCache",
+    "check_time_claims",
+    "jwk_thumbprint",
+    "subject_of",
+    "verify_jws",
+    "verify_op_token",
+]

@@ -167,3 +167,6 @@ class Authenticator:
         self._replay.remember(
             proof.replay_key, expires_at=int(max(now, proof.iat)) + 2 * CLOCK_SKEW_SECONDS + 60
         )
+
+
+__all__ = ["Authenticator", "RequestFacts", "TokenVerifier", "parse_authorization"]

@@ -82,3 +82,6 @@ class QuotaDesk:
         the units back (False: given back before, or its signing succeeded). Raises InvalidRequest."""
         reservation = open_reservation(sealed, principal.tenant, self._reservation_key())
         return {"released": self._quotas.release(reservation, refund=True)}
+
+
+__all__ = ["QuotaDesk"]

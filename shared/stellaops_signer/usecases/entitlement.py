@@ -84,3 +84,6 @@ class EntitlementChecker:
             with self._lock:
                 self._local[key] = (now + ttl, active)
         return active
+
+
+__all__ = ["EntitlementChecker"]

@@ -54,3 +54,6 @@ def direct_request_meta(request: Any, route: str, idempotency_key: Any, correlat
         body_sha256=body_digest(body) if idempotency_key else "",
         carrier_limit=None,  # results over 200 KiB travel by reference (spec §6)
     )
+
+
+__all__ = ["RequestMeta", "body_digest", "direct_request_meta"]

@@ -168,3 +168,12 @@ class ReleaseQuery:
             if error is None:
                 raise  # an answer leaves only after its audit record is stored
             logger.warning("refusal not audited", extra={"code": code})
+
+
+__all__ = [
+    "LOCAL_TTL_SECONDS",
+    "TRUSTED_TTL_SECONDS",
+    "UNTRUSTED_TTL_SECONDS",
+    "ReleaseQuery",
+    "ReleaseVerifier",
+]
