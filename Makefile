@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := tests/interop/node_modules/.package-lock.json
 
-.PHONY: run test test-fast lint build bench events pipeline registry-tools clean
+.PHONY: run test test-fast lint build bench events pipeline registry-tools sam-local clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,12 @@ run: $(STAMP)  ## the whole service on https://127.0.0.1:8443 (spec §7); VERBOS
 registry-tools:  ## Debian's docker-registry and skopeo, for the release tests (apt, as root)
 	bash .ci/registry.sh
 
-test: $(STAMP) $(NODE_STAMP) registry-tools lint build  ## lint, sam build, then the whole suite
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+test: $(STAMP) $(NODE_STAMP) registry-tools lint build  ## lint, sam build, the in-process suite, then the containers tier
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not containers"
+	$(MAKE) sam-local
 
-test-fast: $(STAMP) $(NODE_STAMP) registry-tools  ## the suite without the template tools
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+test-fast: $(STAMP) $(NODE_STAMP) registry-tools  ## the in-process suite, without the template tools and containers
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q -m "not containers"
 
 lint: $(STAMP)  ## ruff, mypy, cfn-lint, sam validate --lint, statelint
 	$(BIN)/ruff check .

@@ -63,7 +63,8 @@ PYTHON_HOME = Path("/root/.pyenv/versions/3.12.1")
 AWSLAMBDARIC = "awslambdaric==4.2.2"
 REGION = "us-east-1"
 INVOKE_TIMEOUT = 180.0  # seconds for one `sam local invoke`, SAM's image build included
-RUN_PREFIX = "/run/stellaops-sam-"  # + pid: dockerd's socket, exec root and pid file (short paths)
+#: + pid: a run's dockerd socket, exec root and pid files (short paths: a socket's has 107 bytes at most).
+RUN_PREFIX = f"{'/run' if os.geteuid() == 0 else tempfile.gettempdir()}/stellaops-sam-"
 
 #: events/<directory> → the function's logical id, in the SigningPipeline's order.
 FUNCTIONS = {
@@ -105,6 +106,21 @@ def stop_process(process: subprocess.Popen[Any], grace: float = 15) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def stop_group(leader: int, grace: float = 15) -> None:
+    """SIGTERM the process group this run started with ``leader`` (``start_new_session``), then
+    SIGKILL what is left after ``grace`` seconds; returns once the group is empty."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(leader, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 def remove_tree(path: Path) -> None:
@@ -156,9 +172,13 @@ class Docker:
         return run([docker_cli(), *arguments], log_file=log_file, env=environment)
 
     def bridge_gateway(self) -> str:
-        """Where this daemon's containers reach the host: the gateway of its default bridge."""
-        template = "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
-        return self.docker("network", "inspect", "bridge", "--format", template).stdout.strip()
+        """Where this daemon's containers reach the host: its default bridge's gateway (Docker gives
+        the bridge the subnet's first address, and some versions name only the subnet)."""
+        template = "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}"
+        gateway, _, subnet = self.docker(
+            "network", "inspect", "bridge", "--format", template
+        ).stdout.partition(" ")
+        return gateway or str(next(ipaddress.IPv4Network(subnet.strip()).hosts()))
 
 
 def docker_cli() -> str:
@@ -282,28 +302,26 @@ class Dockerd:
 
 
 def sweep_stale_runs() -> None:
-    """What a killed run left (its dockerd, bridge, directories): runs whose process is gone."""
+    """What a killed run left (its dockerd, sam build, bridge, directories): runs whose process is
+    gone. A process is stopped only if its command line names that run's directories."""
     for runtime_dir in Path(RUN_PREFIX).parent.glob(Path(RUN_PREFIX).name + "*"):
         owner = int(runtime_dir.name.rsplit("-", 1)[1])
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(owner, 0)
             continue  # that run is alive
-        pid_file = runtime_dir / "docker.pid"
-        if pid_file.exists():
-            pid = int(pid_file.read_text().strip() or 0)
+        work = Path((runtime_dir / "work").read_text().strip()) if (runtime_dir / "work").exists() else None
+        for pid_file in (runtime_dir / "sam-build.pid", runtime_dir / "docker.pid"):
+            pid = int(pid_file.read_text().strip() or 0) if pid_file.exists() else 0
             cmdline = Path(f"/proc/{pid}/cmdline")
-            if pid and cmdline.exists() and str(runtime_dir).encode() in cmdline.read_bytes():
-                os.kill(pid, signal.SIGTERM)
-                for _ in range(300):
-                    if not cmdline.exists():
-                        break
-                    time.sleep(0.1)
+            names = [str(runtime_dir), *([str(work)] if work else [])]
+            if pid and cmdline.exists() and any(n.encode() in cmdline.read_bytes() for n in names):
+                stop_group(pid, grace=30)  # each was started as the leader of its own group
         if (runtime_dir / "bridge").exists():
             subprocess.run(
                 ["ip", "link", "delete", (runtime_dir / "bridge").read_text().strip()], check=False
             )
-        if (runtime_dir / "work").exists():
-            remove_tree(Path((runtime_dir / "work").read_text().strip()))
+        if work is not None:
+            remove_tree(work)
         remove_tree(runtime_dir)
         log(f"swept the remains of run {owner}")
 
@@ -519,7 +537,8 @@ def build_invoke_image(daemon: Docker, work: Path, aws_endpoint: str) -> None:
 
 class SamBuild:
     """``bash .ci/sam-build.sh`` into this run's directory (.aws-sam/ may be in use), in the
-    background: it downloads the layer's wheels while the image is made."""
+    background: it downloads the layer's wheels while the image is made. It runs in a process
+    group of its own: stopping it stops the make and pip it started too."""
 
     def __init__(self, build_dir: Path, log_file: Path) -> None:
         self.build_dir, self.log_file = build_dir, log_file
@@ -530,6 +549,7 @@ class SamBuild:
                 cwd=ROOT,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self._timer = threading.Thread(target=self._time, daemon=True)
         self._timer.start()
@@ -550,7 +570,8 @@ class SamBuild:
         self._timer.join()
 
     def stop(self) -> None:
-        stop_process(self.process)
+        stop_group(self.process.pid)
+        self.process.wait()
 
 
 # --- 5. the services the containers call ------------------------------------------------------
@@ -877,7 +898,8 @@ def invoke(name: str, event: Path, template: Path, env_file: Path, daemon: Docke
         function, name, "direct" if name.endswith("direct.json") else "api", expected_status(name)
     )
     environment = {**os.environ, **sam_environment(daemon)}
-    environment.pop("AWS_PROFILE", None)
+    for own in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):  # SAM's own calls, if any, are not moto's business
+        environment.pop(own, None)
     started = time.monotonic()
     process = subprocess.Popen(
         sam_command(function, event, template, env_file),
@@ -890,7 +912,7 @@ def invoke(name: str, event: Path, template: Path, env_file: Path, daemon: Docke
     try:
         stdout, stderr = process.communicate(timeout=INVOKE_TIMEOUT)
     except subprocess.TimeoutExpired:
-        stop_process(process)  # by PID: SAM removes its container on SIGTERM
+        stop_process(process)  # by PID; a container it leaves goes with this run's dockerd
         stdout, stderr = process.communicate()
     result.wall_ms = (time.monotonic() - started) * 1000
     result.logs = stderr
@@ -921,12 +943,13 @@ def judge(name: str, answer: Any, stderr: str) -> tuple[str, str]:
         return effect, str((answer.get("context") or {}).get("errorDetail", ""))
     if "statusCode" in answer:
         return str(answer["statusCode"]), "" if answer["statusCode"] == 200 else str(answer.get("body"))[:300]
-    good = {
-        "authenticate": lambda a: (a.get("principal") or {}).get("binding") == "iam",
-        "check_quota": lambda a: bool(a.get("reservation")),
-        "verify_release": lambda a: (a.get("verdict") or {}).get("trusted") is True,
-        "sign_dsse": lambda a: bool((a.get("bundle") or {}).get("dsse")),
-    }[name.split("/")[0]](answer)
+    function = name.split("/")[0]
+    good = (
+        (function == "authenticate" and (answer.get("principal") or {}).get("binding") == "iam")
+        or (function == "check_quota" and bool(answer.get("reservation")))
+        or (function == "verify_release" and (answer.get("verdict") or {}).get("trusted") is True)
+        or (function == "sign_dsse" and bool((answer.get("bundle") or {}).get("dsse")))
+    )
     return ("ok", "") if good else ("Unexpected", json.dumps(answer)[:300])
 
 
@@ -1004,10 +1027,16 @@ def _run(
     names = event_files(args.only)
     if not names:
         raise RuntimeError(f"no event file matches {args.only!r}")
+    sweep_stale_runs()
     with contextlib.ExitStack() as stack:
         work = Path(tempfile.mkdtemp(prefix="stellaops-sam-local-", dir="/var/tmp"))  # 0700
         stack.callback(remove_tree, work)
+        runtime_dir = Path(f"{RUN_PREFIX}{os.getpid()}")  # what a sweep needs if this run is killed
+        runtime_dir.mkdir(mode=0o700)
+        stack.callback(remove_tree, runtime_dir)
+        (runtime_dir / "work").write_text(str(work))
         sam_build = SamBuild(work / "build", work / "sam-build.log")
+        (runtime_dir / "sam-build.pid").write_text(str(sam_build.process.pid))
         stack.callback(sam_build.stop)
         if args.docker_host:
             daemon = Docker(args.docker_host)
@@ -1015,12 +1044,7 @@ def _run(
             log(f"Docker at {daemon.host}; its containers reach the host on {address}")
         else:
             ensure_packages(timings)
-            sweep_stale_runs()
             started = time.monotonic()
-            runtime_dir = Path(f"{RUN_PREFIX}{os.getpid()}")
-            runtime_dir.mkdir(mode=0o700)
-            stack.callback(remove_tree, runtime_dir)
-            (runtime_dir / "work").write_text(str(work))
             bridge = stack.enter_context(Bridge.create(runtime_dir))
             dockerd = stack.enter_context(Dockerd.start(runtime_dir, work / "docker", bridge))
             daemon, address = dockerd.client, bridge.address

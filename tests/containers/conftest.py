@@ -19,12 +19,6 @@ from tests.conftest import ROOT
 RUN_TIMEOUT = 1200
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "containers: sam local invoke in containers (root, docker.io; make sam-local)"
-    )
-
-
 @pytest.fixture(scope="module")
 def sam_local(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The results of one ``.ci/sam-local.sh`` run. A run that could not start docker (or anything

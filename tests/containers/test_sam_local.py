@@ -14,8 +14,10 @@ pytestmark = pytest.mark.containers
 
 
 def invocation(sam_local: dict[str, Any], event: str) -> dict[str, Any]:
-    (found,) = [i for i in sam_local["invocations"] if i["event"] == event]
-    return found
+    """The one invocation of ``event``."""
+    found: list[dict[str, Any]] = [i for i in sam_local["invocations"] if i["event"] == event]
+    assert len(found) == 1, event
+    return found[0]
 
 
 def test_every_function_was_invoked_with_both_shapes(sam_local: dict[str, Any]) -> None:
