@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from local.authority import LocalAuthority
 from local.gateway import LambdaContext, client_cert_context, load_handler
+from local.licensing import LocalLicensing, handler_for
 from local.pki import Issued
+from stellaops_signer import wiring
 from stellaops_signer.domain.binding import certificate_thumbprint
-from tests.conftest import load_event
+from tests.conftest import load_event, poe_identity
 
 FUNCTIONS = {
     "authenticate": "AuthenticateFunction",
@@ -161,3 +166,42 @@ def verify_dsse(bundle: dict[str, Any]) -> dict[str, Any]:
     key.verify(base64.b64decode(envelope["signatures"][0]["sig"]), pae, ec.ECDSA(hashes.SHA256()))
     statement: dict[str, Any] = json.loads(payload)
     return statement
+
+
+@dataclass
+class Introspection:
+    """The local Licensing's ``/license/introspect`` over plain HTTP, and the calls it received."""
+
+    licensing: LocalLicensing
+    calls: list[str] = field(default_factory=list)
+
+    def revoke(self, poe: str) -> None:
+        self.licensing.revoked.add(poe_identity(poe))
+
+
+@pytest.fixture
+def introspection(
+    aws: Any, licensing: LocalLicensing, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Introspection]:
+    """GIVEN the Signer configured with ``LicensingIntrospectUrl`` (the local Licensing over HTTP)."""
+    seen = Introspection(licensing)
+
+    class Counting(handler_for(licensing)):  # type: ignore[misc]
+        def do_POST(self) -> None:
+            seen.calls.append(self.path)
+            super().do_POST()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}/license/introspect"
+    monkeypatch.setenv("SIGNER_LICENSING_INTROSPECT_URL", url)
+    wiring.reset()
+    try:
+        yield seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        licensing.revoked.clear()
+        licensing.introspection_down = False

@@ -5,23 +5,19 @@ SHA-256 only, and never echoes the PoE."""
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from local.licensing import LocalLicensing, handler_for
+from local.licensing import LocalLicensing
 from stellaops_signer import wiring
 from stellaops_signer.adapters.clock import FixedClock
 from stellaops_signer.domain.binding import certificate_thumbprint
 from tests.conftest import load_event, poe_for, poe_identity
-from tests.functions.conftest import response_headers, sign_event
+from tests.functions.conftest import Introspection, response_headers, sign_event
 
 BODY = json.loads(load_event("sign_dsse/sign-dsse.json")["body"])
 CONTEXT = load_event("sign_dsse/sign-dsse.json")["requestContext"]["authorizer"]
@@ -82,45 +78,6 @@ def _freeze(monkeypatch: pytest.MonkeyPatch) -> FixedClock:
     clock = FixedClock(float(int(time.time())))
     monkeypatch.setattr(wiring.container(), "clock", clock)
     return clock
-
-
-@dataclass
-class Introspection:
-    """The local Licensing's ``/license/introspect`` over plain HTTP, and the calls it received."""
-
-    licensing: LocalLicensing
-    calls: list[str] = field(default_factory=list)
-
-    def revoke(self, poe: str) -> None:
-        self.licensing.revoked.add(poe_identity(poe))
-
-
-@pytest.fixture
-def introspection(
-    aws: Any, licensing: LocalLicensing, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Introspection]:
-    """GIVEN the Signer configured with ``LicensingIntrospectUrl``."""
-    seen = Introspection(licensing)
-
-    class Counting(handler_for(licensing)):  # type: ignore[misc]
-        def do_POST(self) -> None:
-            seen.calls.append(self.path)
-            super().do_POST()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}/license/introspect"
-    monkeypatch.setenv("SIGNER_LICENSING_INTROSPECT_URL", url)
-    wiring.reset()
-    try:
-        yield seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        licensing.revoked.clear()
-        licensing.introspection_down = False
 
 
 # --- a valid PoE -----------------------------------------------------------------------------

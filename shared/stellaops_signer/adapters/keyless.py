@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from stellaops_signer.adapters.retrying import post_with_retries
 from stellaops_signer.domain.errors import SigningUnavailable
 from stellaops_signer.domain.jose import sha256_b64url, strict_json
 from stellaops_signer.domain.keyless import CertifiedIdentity, verify_chain
@@ -34,9 +35,6 @@ from stellaops_signer.ports import Clock
 
 TIMEOUT = (3.05, 10.0)
 MAX_ANSWER_BYTES = 256 * 1024
-#: Fulcio 5xx and timeouts are retried (spec §5.5): attempts and the first pause, doubled each time.
-ATTEMPTS = 3
-BACKOFF_SECONDS = 0.2
 #: An identity token is renewed this long before it expires; a reused certificate likewise.
 RENEW_BEFORE_SECONDS = 60
 
@@ -169,26 +167,12 @@ class FulcioClient:
                 "proofOfPossession": base64.b64encode(proof).decode("ascii"),
             },
         }
-        pause = BACKOFF_SECONDS
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                self._sleep(pause)
-                pause *= 2
-            try:
-                with self._http.post(
-                    self._url, json=request, timeout=TIMEOUT, stream=True, allow_redirects=False
-                ) as answer:
-                    status, body = answer.status_code, _read(answer, "keyless CA")
-            except (requests.Timeout, requests.ConnectionError):
-                continue
-            except requests.RequestException as exc:
-                raise SigningUnavailable("the keyless CA cannot be reached") from exc
-            if status >= 500:
-                continue
-            if status not in (200, 201):
-                raise SigningUnavailable(f"the keyless CA refused the certificate request ({status})")
-            return _chain(_json_object(body, "keyless CA"))
-        raise SigningUnavailable("the keyless CA is unavailable")
+        status, body = post_with_retries(
+            self._http, self._url, "the keyless CA", limit=MAX_ANSWER_BYTES, sleep=self._sleep, json=request
+        )
+        if status not in (200, 201):
+            raise SigningUnavailable(f"the keyless CA refused the certificate request ({status})")
+        return _chain(_json_object(body, "keyless CA"))
 
 
 def _chain(answer: dict[str, Any]) -> list[str]:
@@ -302,8 +286,6 @@ class KeylessSigner:
 
 
 __all__ = [
-    "ATTEMPTS",
-    "BACKOFF_SECONDS",
     "MAX_ANSWER_BYTES",
     "RENEW_BEFORE_SECONDS",
     "TIMEOUT",

@@ -23,14 +23,12 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
+from stellaops_signer.adapters.retrying import post_with_retries
 from stellaops_signer.domain.errors import SigningUnavailable
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
 
-TIMEOUT = (3.05, 10.0)
 MAX_ANSWER_BYTES = 64 * 1024
-ATTEMPTS = 3
-BACKOFF_SECONDS = 0.2
 #: How far the TSA's clock may be from ours before its time is not believed.
 MAX_CLOCK_DIFFERENCE_SECONDS = 300
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
@@ -96,43 +94,24 @@ class Rfc3161Timestamper:
         return body
 
     def _exchange(self, request: bytes) -> bytes:
-        pause = BACKOFF_SECONDS
-        for attempt in range(ATTEMPTS):
-            if attempt:
-                self._sleep(pause)
-                pause *= 2
-            try:
-                with self._http.post(
-                    self._url,
-                    data=request,
-                    headers={
-                        "Content-Type": "application/timestamp-query",
-                        "Accept": "application/timestamp-reply",
-                    },
-                    timeout=TIMEOUT,
-                    stream=True,
-                    allow_redirects=False,
-                ) as answer:
-                    status = answer.status_code
-                    body: bytes = answer.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
-            except (requests.Timeout, requests.ConnectionError):
-                continue
-            except requests.RequestException as exc:
-                raise SigningUnavailable("the timestamp authority cannot be reached") from exc
-            if status >= 500:
-                continue
-            if status != 200 or len(body) > MAX_ANSWER_BYTES:
-                raise SigningUnavailable(f"the timestamp authority answered {status}")
-            return body
-        raise SigningUnavailable("the timestamp authority is unavailable")
+        headers = {"Content-Type": "application/timestamp-query", "Accept": "application/timestamp-reply"}
+        status, body = post_with_retries(
+            self._http,
+            self._url,
+            "the timestamp authority",
+            limit=MAX_ANSWER_BYTES,
+            sleep=self._sleep,
+            data=request,
+            headers=headers,
+        )
+        if status != 200:
+            raise SigningUnavailable(f"the timestamp authority answered {status}")
+        return body
 
 
 __all__ = [
-    "ATTEMPTS",
-    "BACKOFF_SECONDS",
     "MAX_ANSWER_BYTES",
     "MAX_CLOCK_DIFFERENCE_SECONDS",
     "SHA256_OID",
-    "TIMEOUT",
     "Rfc3161Timestamper",
 ]
