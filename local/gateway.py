@@ -235,12 +235,13 @@ class Gateway:
         context = dict(decision.get("context") or {})
         if not allowed:
             return self.api.render("ACCESS_DENIED", context, 403, request_id, "Forbidden")
+        # A body that is not UTF-8 cannot travel as a JSON string: base64, so the function
+        # (not the gateway) decides what it is.
+        binary = bool(body) and (not _is_text(headers) or not _is_utf8(body))
         proxy_event = {
             **common,
-            "body": base64.b64encode(body).decode()
-            if body and not _is_text(headers)
-            else body.decode() or None,
-            "isBase64Encoded": bool(body) and not _is_text(headers),
+            "body": (base64.b64encode(body).decode() if binary else body.decode()) if body else None,
+            "isBase64Encoded": binary,
             "requestContext": {
                 **request_context,
                 "authorizer": {
@@ -261,6 +262,14 @@ class Gateway:
         raw = answer.get("body") or ""
         data = base64.b64decode(raw) if answer.get("isBase64Encoded") else raw.encode()
         return int(answer["statusCode"]), out_headers, data
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _is_text(headers: Mapping[str, str]) -> bool:
@@ -299,12 +308,29 @@ def handler_for(gateway: Gateway, log: Any = None) -> type:
 
         def _serve(self) -> None:
             started = time.perf_counter()
-            length = int(self.headers.get("Content-Length", "0") or 0)
+            declared = self.headers.get("Content-Length", "0").strip() or "0"
+            if not declared.isdigit():
+                # Like API Gateway's front door: a malformed length is the client's error, and
+                # the connection cannot be reused (the body's end is unknown).
+                self.close_connection = True
+                self._answer(400, {"Content-Type": "application/json"}, b'{"message":"Bad Request"}', started)
+                return
+            length = int(declared)
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True  # not read: answered before the body arrives
+                status, out_headers, data = gateway.api.render(
+                    "REQUEST_TOO_LARGE", {}, 413, str(uuid.uuid4()), "Request Too Long"
+                )
+                self._answer(status, out_headers, data, started)
+                return
             body = self.rfile.read(length) if length else b""
             headers = {k: v for k, v in self.headers.items()}
             status, out_headers, data = gateway.handle(
                 self.command, self.path, headers, body, peer_certificate_pem(self), self.client_address[0]
             )
+            self._answer(status, out_headers, data, started)
+
+        def _answer(self, status: int, out_headers: dict[str, str], data: bytes, started: float) -> None:
             if log:
                 log(access_line(self.command, self.path, status, out_headers, data, started))
             self.send_response(status)
@@ -313,8 +339,11 @@ def handler_for(gateway: Gateway, log: Any = None) -> type:
                     self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":
+                self.wfile.write(data)
 
+        # API Gateway answers every method; one without a route is MISSING_AUTHENTICATION_TOKEN.
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+        do_HEAD = do_OPTIONS = do_TRACE = do_QUERY = do_CONNECT = _serve
 
     return GatewayHandler

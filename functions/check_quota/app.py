@@ -20,7 +20,7 @@ POE_HEADER = "X-StellaOps-PoE"
 
 
 def quota(request: http.ApiRequest) -> http.Answer:
-    body = container().quota_desk.status(
+    body, headers = container().quota_desk.status(
         request.caller,
         request.header(POE_HEADER),
         RequestMeta(
@@ -29,7 +29,7 @@ def quota(request: http.ApiRequest) -> http.Answer:
             tenant_header=request.header(http.TENANT_HEADER),
         ),
     )
-    return http.Answer(body)
+    return http.Answer(body, headers)
 
 
 ROUTES = {("GET", http.QUOTA_PATH): quota}

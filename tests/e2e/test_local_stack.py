@@ -210,6 +210,56 @@ def test_unknown_route_is_a_404_problem(client: SignerClient) -> None:
     _problem(answer, 404, "not_found")
 
 
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "HEAD"])
+@pytest.mark.parametrize("path", [SIGN, "/api/v1/signer/keys"])
+def test_methods_without_a_route_are_404_like_api_gateway(
+    client: SignerClient, method: str, path: str
+) -> None:
+    answer = client.call(method, path, client.token())
+    assert answer.status_code == 404
+    if method != "HEAD":
+        _problem(answer, 404, "not_found")
+
+
+def test_a_body_that_is_not_utf8_is_a_400_from_the_signer(client: SignerClient) -> None:
+    answer = client.call(
+        "POST", SIGN, client.token(), data=b"\x80", headers={"Content-Type": "application/json"}
+    )
+    assert "UTF-8" in _problem(answer, 400, "invalid_request")["detail"]
+
+
+def _raw_request(stack: dict[str, Any], head: bytes) -> bytes:
+    """One request written by hand over mutual TLS; the whole answer, until the server closes."""
+    import socket
+
+    context = ssl.create_default_context(cafile=stack["ca"])
+    context.load_cert_chain(stack["clients"]["scanner-1"]["cert"], stack["clients"]["scanner-1"]["key"])
+    host, port = stack["signer"].removeprefix("https://").split(":")
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(head)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("length", "status"), [("abc", b"400"), ("-1", b"400"), (str(10 * 1024 * 1024 + 1), b"413")]
+)
+def test_a_malformed_or_oversized_content_length_is_answered_before_any_body(
+    stack: dict[str, Any], length: str, status: bytes
+) -> None:
+    head = (
+        f"POST {SIGN} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\nConnection: keep-alive\r\n\r\n"
+    ).encode()
+    answer = _raw_request(stack, head)  # no body sent: the server answers and closes
+    assert answer.split(b" ", 2)[1] == status, answer[:200]
+
+
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_is_at_least_1_2(stack: dict[str, Any]) -> None:
     import socket

@@ -138,6 +138,26 @@ def test_success_carries_rate_limit_headers_and_the_policy_block(
         assert headers["ratelimit-reset"] == "1"
 
 
+def test_the_quota_answer_carries_rate_limit_headers_of_its_usage(
+    aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _freeze(monkeypatch)
+    poe = poe_for(licensing, now=clock.now())
+    for _ in range(3):
+        _signed(handlers, _body(poe))
+    event = load_event("check_quota/quota.json")
+    event["headers"]["X-StellaOps-PoE"] = poe
+    event["multiValueHeaders"]["X-StellaOps-PoE"] = [poe]
+    answer = handlers["check_quota"](event)
+    headers = response_headers(answer)
+    assert (headers["ratelimit-limit"], headers["ratelimit-remaining"], headers["ratelimit-reset"]) == (
+        "10",
+        "7",
+        "1",
+    )
+    assert headers["ratelimit-policy"] == '10;w=1;comment="per second", 10000;w=86400;comment="per day"'
+
+
 def test_quota_usage_reflects_signings(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -89,6 +89,32 @@ def test_verify_refuses_a_repository_outside_the_allow_list(aws: Any, handlers: 
     assert status == 400 and body["code"] == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "Stella Ops",
+        "UPPER/scanner",
+        "sc\u00e4nner",
+        "a/../b",
+        "a/./b",
+        "a?c",
+        "a#d",
+        "a//b",
+        "a/",
+        "-a",
+        "a" * 256,
+    ],
+)
+def test_verify_refuses_a_repository_path_outside_the_oci_name_grammar(
+    aws: Any, handlers: Any, release: Any, path: str
+) -> None:
+    registry = release.repository.partition("/")[0]
+    status, body = _verify(handlers, {"digest": release.digest, "repository": f"{registry}/{path}"})
+    assert status == 400 and body["code"] == "invalid_request", body
+    [record] = aws.audit_records()
+    assert record["decision"] == "deny" and record["error_code"] == "invalid_request"
+
+
 def test_verify_accepts_the_verify_scope_and_refuses_others(aws: Any, handlers: Any, release: Any) -> None:
     assert _verify(handlers, {"digest": release.digest}, {**CONTEXT, "scope": "signer.verify"})[0] == 200
     status, body = _verify(handlers, {"digest": release.digest}, {**CONTEXT, "scope": "signer.admin"})

@@ -104,15 +104,12 @@ def rate_limit_policy(plan: Plan) -> str:
     return f'{plan.qps};w=1;comment="per second", {plan.dailySignatures};w=86400;comment="per day"'
 
 
-def rate_limit_headers(plan: Plan, reservation: Reservation, now: float) -> dict[str, str]:
+def rate_limit_headers(plan: Plan, qps_used: int, daily_used: int, now: float) -> dict[str, str]:
     """``RateLimit-Limit/Remaining/Reset`` of the policy closest to running out (the smaller share
-    left), and ``RateLimit-Policy`` naming them all (spec §3.6)."""
-    per_second = (plan.qps, max(0, plan.qps - reservation.qps_used), 1)
-    per_day = (
-        plan.dailySignatures,
-        max(0, plan.dailySignatures - reservation.daily_used),
-        seconds_to_next_day(now),
-    )
+    left), and ``RateLimit-Policy`` naming them all (spec §3.6): after a signing, from what its
+    reservation counted; on ``/quota``, from the usage it reports."""
+    per_second = (plan.qps, max(0, plan.qps - qps_used), 1)
+    per_day = (plan.dailySignatures, max(0, plan.dailySignatures - daily_used), seconds_to_next_day(now))
     limit, remaining, reset = min(per_second, per_day, key=lambda policy: policy[1] / policy[0])
     return {
         "RateLimit-Limit": str(limit),

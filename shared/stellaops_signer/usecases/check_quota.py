@@ -9,7 +9,12 @@ from typing import Any
 from stellaops_signer.domain.authorization import SIGN_SCOPE, VERIFY_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.errors import ArtifactTooLarge, InvalidRequest
-from stellaops_signer.domain.quota import open_reservation, seal_reservation, seconds_to_next_day
+from stellaops_signer.domain.quota import (
+    open_reservation,
+    rate_limit_headers,
+    seal_reservation,
+    seconds_to_next_day,
+)
 from stellaops_signer.ports import Clock, QuotaStore
 from stellaops_signer.usecases.entitlement import EntitlementChecker
 from stellaops_signer.usecases.meta import RequestMeta
@@ -29,8 +34,11 @@ class QuotaDesk:
         self._clock = clock
         self._reservation_key = reservation_key
 
-    def status(self, principal: Principal, poe: str | None, meta: RequestMeta) -> dict[str, Any]:
-        """``GET /api/v1/signer/quota``: raises EntitlementDenied, TenantMismatch, InsufficientScope."""
+    def status(
+        self, principal: Principal, poe: str | None, meta: RequestMeta
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """``GET /api/v1/signer/quota``: the answer and its ``RateLimit-*`` headers (spec §3.6).
+        Raises EntitlementDenied, TenantMismatch, InsufficientScope."""
         authorize(principal, (SIGN_SCOPE, VERIFY_SCOPE), meta.tenant_header)
         entitlement = self._entitlements.check(poe, principal)
         plan = entitlement.plan
@@ -38,6 +46,7 @@ class QuotaDesk:
         now = self._clock.now()
         reset_in = seconds_to_next_day(now)
         daily_at = datetime.fromtimestamp(int(now) + reset_in, UTC).isoformat().replace("+00:00", "Z")
+        headers = rate_limit_headers(plan, usage["qps"], usage["daily"], now)
         return {
             "plan": entitlement.plan_name,
             "licenseId": entitlement.license_id,
@@ -59,7 +68,7 @@ class QuotaDesk:
                 "dailyInSeconds": reset_in,
                 "dailyAt": daily_at,
             },
-        }
+        }, headers
 
     def reserve(self, principal: Principal, poe: str | None, artifact_bytes: Any) -> dict[str, Any]:
         """The pipeline's CheckQuota step: entitlement and a sealed reservation SignDsse then uses

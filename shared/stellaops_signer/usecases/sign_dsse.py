@@ -254,7 +254,9 @@ class SignDsse:
             audit_id=attempt.audit_id,
             bundle_sha256=digest,
         )
-        return SignResult(body, rate_limit_headers(entitlement.plan, held, self._clock.now()))
+        return SignResult(
+            body, rate_limit_headers(entitlement.plan, held.qps_used, held.daily_used, self._clock.now())
+        )
 
     def _record(
         self, principal: Principal, meta: RequestMeta, attempt: _Attempt, decision: Decision, **fields: Any

@@ -25,6 +25,10 @@ from stellaops_signer.ports import AuditLog, Cache, Clock, SignatureSource
 from stellaops_signer.usecases.meta import RequestMeta
 
 _IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# The OCI distribution spec's repository name grammar: lower-case path components
+# joined by "/", each separated internally by ".", "_", "__" or dashes.
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_REPOSITORY_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
 
 TRUSTED_TTL_SECONDS = 3600
 UNTRUSTED_TTL_SECONDS = 60
@@ -89,6 +93,10 @@ class ReleaseVerifier:
         registry, _, name = repository.partition("/")
         if not name or registry not in self._allow:
             raise InvalidRequest("repository must be <registry>/<path> on an allow-listed registry")
+        if len(name) > 255 or not _REPOSITORY_NAME.fullmatch(name):
+            raise InvalidRequest(
+                "repository path must be an OCI repository name (lower-case components joined by '/')"
+            )
         return repository
 
     def _remember(self, key: str, verdict: ReleaseVerdict) -> None:
