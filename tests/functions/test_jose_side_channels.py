@@ -9,31 +9,25 @@ A JWKS fetched by URL keeps working when the issuer publishes a key the Signer c
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from local.authority import LocalAuthority
 from local.dpop import DpopKey
-from local.licensing import LocalLicensing, handler_for
+from local.licensing import LocalLicensing
 from local.pki import Issued
 from stellaops_signer import wiring
 from stellaops_signer.domain.binding import certificate_thumbprint
 from tests.conftest import PUBLIC_BASE_URL, load_event, poe_for, poe_identity
-from tests.functions.conftest import authorizer_event, response_headers, sign_event, token_for
+from tests.functions.conftest import Introspection, authorizer_event, response_headers, sign_event, token_for
 from tests.http_double import ScriptedServer
+from tests.jose_assembly import b64url, b64url_decode, es256, repeating, text
 
 BODY = json.loads(load_event("sign_dsse/sign-dsse.json")["body"])
 #: The event's headers without its Idempotency-Key: every call here is a new request.
@@ -46,32 +40,6 @@ P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 # --- hand assembly ------------------------------------------------------------------------------
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def b64url_decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def text(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def repeating(value: dict[str, Any], name: str, other: Any, *, first: bool = False) -> str:
-    """The JSON text of ``value`` with a second ``name`` member holding ``other``, before or after."""
-    extra = f"{json.dumps(name)}:{json.dumps(other)}"
-    body = text(value)[1:-1]
-    return "{" + (f"{extra},{body}" if first else f"{body},{extra}") + "}"
-
-
-def es256(private_key: ec.EllipticCurvePrivateKey, header: str, claims: str) -> str:
-    """A compact JWS signed with ES256 (R‖S, RFC 7518 §3.4) over exactly these texts."""
-    signing_input = f"{b64url(header.encode())}.{b64url(claims.encode())}"
-    r, s = decode_dss_signature(private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-    return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 def _s(token: str) -> int:
@@ -283,46 +251,6 @@ def test_high_s_twin_of_a_valid_poe_is_accepted_and_audited_by_the_originals_ide
     _signed(handlers, twin)
     [record] = aws.audit_records()
     assert record["decision"] == "allow" and record["poe_sha256"] == poe_identity(poe)
-
-
-@dataclass
-class Introspection:
-    """The local Licensing's ``/license/introspect`` over plain HTTP, and the calls it received."""
-
-    licensing: LocalLicensing
-    calls: list[str] = field(default_factory=list)
-
-    def revoke(self, poe: str) -> None:
-        self.licensing.revoked.add(poe_identity(poe))
-
-
-@pytest.fixture
-def introspection(
-    aws: Any, licensing: LocalLicensing, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Introspection]:
-    """GIVEN the Signer configured with ``LicensingIntrospectUrl`` (as in test_entitlement.py)."""
-    seen = Introspection(licensing)
-
-    class Counting(handler_for(licensing)):  # type: ignore[misc]
-        def do_POST(self) -> None:
-            seen.calls.append(self.path)
-            super().do_POST()
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Counting)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    monkeypatch.setenv(
-        "SIGNER_LICENSING_INTROSPECT_URL", f"http://127.0.0.1:{server.server_port}/license/introspect"
-    )
-    wiring.reset()
-    try:
-        yield seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        licensing.revoked.clear()
-        licensing.introspection_down = False
 
 
 @pytest.mark.parametrize("kind", TWINS)

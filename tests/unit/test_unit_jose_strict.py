@@ -15,9 +15,7 @@ import json
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from local.dpop import DpopKey
@@ -30,6 +28,7 @@ from stellaops_signer.domain.jose import AmbiguousObject, b64url_decode, strict_
 from stellaops_signer.domain.quota import Plan
 from stellaops_signer.domain.tokens import CompactJws, KeySet, verify_jws, verify_op_token
 from tests.conftest import poe_identity as independent_poe_identity
+from tests.jose_assembly import b64url, es256, repeating, text
 
 NOW = 1_800_000_000
 ISSUER = "https://authority.stellaops.test"
@@ -57,29 +56,6 @@ PLANS = {"pro": Plan.parse("pro", {"qps": 1, "concurrency": 1, "maxArtifactBytes
 
 
 # --- hand assembly ------------------------------------------------------------------------------
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def text(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def repeating(value: dict[str, Any], name: str, other: Any, *, first: bool = False) -> str:
-    """The JSON text of ``value`` with a second ``name`` member holding ``other``, before or after the
-    members of ``value`` (a first-wins parser reads one, a last-wins parser the other)."""
-    extra = f"{json.dumps(name)}:{json.dumps(other)}"
-    body = text(value)[1:-1]
-    return "{" + (f"{extra},{body}" if first else f"{body},{extra}") + "}"
-
-
-def es256(private_key: ec.EllipticCurvePrivateKey, header: str, claims: str) -> str:
-    """A compact JWS signed with ES256 (RFC 7518 §3.4: R‖S) over exactly these header and claims texts."""
-    signing_input = f"{b64url(header.encode())}.{b64url(claims.encode())}"
-    r, s = decode_dss_signature(private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
-    return f"{signing_input}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
 
 def header(**members: Any) -> str:
