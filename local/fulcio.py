@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from local.pki import read_key, write_key
 from local.tls import JsonHandler
 
 SIGNING_CERT_PATH = "/api/v2/signingCert"
@@ -170,21 +171,6 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    path.chmod(0o600)
-
-
-def _read_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
-
-
 # -- the CA -----------------------------------------------------------------------------------
 
 
@@ -225,8 +211,8 @@ class LocalFulcio:
             self._create()
         self._root = x509.load_pem_x509_certificate((self.dir / "root.pem").read_bytes())
         self._intermediate = x509.load_pem_x509_certificate((self.dir / "intermediate.pem").read_bytes())
-        self._intermediate_key = _read_key(self.dir / "intermediate.key")
-        self._ctlog_key = _read_key(self.dir / "ctlog.key")
+        self._intermediate_key = read_key(self.dir / "intermediate.key")
+        self._ctlog_key = read_key(self.dir / "ctlog.key")
         self._issuer_key_hash = hashlib.sha256(_spki(self._intermediate_key.public_key())).digest()
         self._intermediate_ski = self._intermediate.extensions.get_extension_for_class(
             x509.SubjectKeyIdentifier
@@ -277,9 +263,9 @@ class LocalFulcio:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), False)
             .sign(root_key, hashes.SHA384())
         )
-        _write_key(self.dir / "root.key", root_key)
-        _write_key(self.dir / "intermediate.key", intermediate_key)
-        _write_key(self.dir / "ctlog.key", ctlog_key)
+        write_key(self.dir / "root.key", root_key)
+        write_key(self.dir / "intermediate.key", intermediate_key)
+        write_key(self.dir / "ctlog.key", ctlog_key)
         (self.dir / "root.pem").write_text(_pem(root))
         (self.dir / "intermediate.pem").write_text(_pem(intermediate))
 

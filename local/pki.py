@@ -24,13 +24,19 @@ class Issued:
         return self.cert.read_text()
 
 
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
     path.chmod(0o600)
+
+
+def read_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
 
 
 def _name(common_name: str) -> x509.Name:
@@ -74,7 +80,7 @@ class DevPki:
             )
             .sign(key, hashes.SHA256())
         )
-        _write_key(self.ca.key, key)
+        write_key(self.ca.key, key)
         self.ca.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def issue(self, name: str, *, server: bool = False, force: bool = False) -> Issued:
@@ -111,7 +117,7 @@ class DevPki:
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
             )
         cert = builder.sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-        _write_key(issued.key, key)
+        write_key(issued.key, key)
         issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return issued
 
@@ -131,7 +137,7 @@ class IssuerKey:
             key = serialization.load_pem_private_key(path.read_bytes(), None)
         else:
             key = ec.generate_private_key(ec.SECP256R1())
-            _write_key(path, key)
+            write_key(path, key)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         self.key = key
         jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from local.pki import _name, _write_key
+from local.pki import _name, read_key, write_key
 from local.tls import JsonHandler
 
 TIMESTAMP_PATH = "/api/v1/timestamp"
@@ -71,12 +71,6 @@ def _load_cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 
 
-def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return key
-
-
 class LocalTsa:
     """Creates (once, under ``directory``) and reloads a TSA root CA and its signing certificate,
     and answers RFC 3161 time-stamp requests with them."""
@@ -90,10 +84,10 @@ class LocalTsa:
             self._make_root()
         root = _load_cert(self._root_cert_path)
         if not self._usable(self._leaf_cert_path, self._leaf_key_path) or not self._issued_by(root):
-            self._make_leaf(root, _load_key(self._root_key_path))
+            self._make_leaf(root, read_key(self._root_key_path))
         self._root = root
         self._leaf = _load_cert(self._leaf_cert_path)
-        self._key = _load_key(self._leaf_key_path)
+        self._key = read_key(self._leaf_key_path)
         self._leaf_der = self._leaf.public_bytes(serialization.Encoding.DER)
         self._leaf_asn1 = asn1_x509.Certificate.load(self._leaf_der)
         #: Fault knobs, read per request.
@@ -137,7 +131,7 @@ class LocalTsa:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
-        _write_key(self._root_key_path, key)
+        write_key(self._root_key_path, key)
         self._root_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def _make_leaf(self, root: x509.Certificate, root_key: ec.EllipticCurvePrivateKey) -> None:
@@ -164,7 +158,7 @@ class LocalTsa:
             )
             .sign(root_key, hashes.SHA256())
         )
-        _write_key(self._leaf_key_path, key)
+        write_key(self._leaf_key_path, key)
         self._leaf_cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     @property
