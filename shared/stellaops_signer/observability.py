@@ -6,6 +6,8 @@ thumbprints and hashes instead.
 
 from __future__ import annotations
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
@@ -17,6 +19,9 @@ NAMESPACE = "StellaOps/Signer"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+# A request that emits no metric (a nonce challenge, /keys) is normal here: Powertools' warning
+# about it would be one stderr line per such request in CloudWatch and on `make run`'s console.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 def count_outcome(outcome: str) -> None:

@@ -274,3 +274,22 @@ def test_tls_is_at_least_1_2(stack: dict[str, Any]) -> None:
         context.wrap_socket(raw, server_hostname=host),
     ):
         pass
+
+
+def test_the_console_shows_one_access_line_per_request_and_nothing_else(stack: dict[str, Any]) -> None:
+    """``make run``'s console for one signing: an access line per request (method, path, status,
+    code, latency, correlation id) and no warnings, tracebacks or secrets."""
+    log = Path(stack["dir"]) / "stack.log"
+    before = log.read_bytes()
+    client = SignerClient(stack)
+    answer = client.call("POST", SIGN, client.token(), json=BODY)
+    assert answer.status_code == 200, answer.text
+    time.sleep(0.2)
+    lines = log.read_bytes()[len(before) :].decode().splitlines()
+    correlation = answer.headers["X-Correlation-Id"]
+    assert lines and all(
+        line.split(" ", 2)[:2] == ["POST", SIGN] and line.endswith(" ms " + line.rsplit(" ", 1)[-1])
+        for line in lines
+    ), lines
+    assert lines[-1].startswith(f"POST {SIGN} 200 - ") and lines[-1].endswith(correlation), lines
+    assert not any("Warning" in line or "Traceback" in line or "eyJ" in line for line in lines), lines
