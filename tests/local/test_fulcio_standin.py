@@ -87,9 +87,9 @@ def http() -> requests.Session:
 # -- requests ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def identity_token(authority: LocalAuthority, authority_url: str) -> str:
-    answer = http().post(
+def _signer_grant(authority: LocalAuthority, authority_url: str) -> requests.Response:
+    """The Signer's own client-credentials grant at the local Authority (its identity for Fulcio)."""
+    return http().post(
         authority_url + "/token",
         data={
             "grant_type": "client_credentials",
@@ -98,6 +98,11 @@ def identity_token(authority: LocalAuthority, authority_url: str) -> str:
         },
         timeout=5,
     )
+
+
+@pytest.fixture(scope="module")
+def identity_token(authority: LocalAuthority, authority_url: str) -> str:
+    answer = _signer_grant(authority, authority_url)
     assert answer.status_code == 200, answer.text
     return str(answer.json()["id_token"])
 
@@ -239,15 +244,7 @@ def parse_sct_list(ext_value: bytes) -> list[dict[str, Any]]:
 def test_signer_grant_answers_an_oidc_identity_token_for_sigstore(
     authority: LocalAuthority, authority_url: str
 ) -> None:
-    answer = http().post(
-        authority_url + "/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": SIGNER_CLIENT_ID,
-            "client_secret": authority.signer_client_secret,
-        },
-        timeout=5,
-    )
+    answer = _signer_grant(authority, authority_url)
     assert answer.status_code == 200
     body = answer.json()
     assert set(body) == {"access_token", "id_token", "token_type", "expires_in"}
