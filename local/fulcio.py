@@ -174,6 +174,39 @@ def _name(common_name: str) -> x509.Name:
 # -- the CA -----------------------------------------------------------------------------------
 
 
+def _ca_certificate(
+    subject: str,
+    public_key: ec.EllipticCurvePublicKey,
+    signing_key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate | None,
+    path_length: int,
+    now: dt.datetime,
+) -> x509.Certificate:
+    """A CA certificate of the dev Fulcio chain: self-signed when ``issuer`` is None."""
+    ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+    issuer_ski = (
+        ski if issuer is None else issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(_name(subject) if issuer is None else issuer.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_ski), critical=False
+        )
+        .sign(signing_key, hashes.SHA384())
+    )
+
+
 class LocalFulcio:
     """A Fulcio CA with a root, an intermediate and a CT log key, kept under ``directory``."""
 
@@ -231,37 +264,9 @@ class LocalFulcio:
         root_key = ec.generate_private_key(ec.SECP384R1())
         intermediate_key = ec.generate_private_key(ec.SECP384R1())
         ctlog_key = ec.generate_private_key(ec.SECP256R1())
-        ca_usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
-        root_ski = x509.SubjectKeyIdentifier.from_public_key(root_key.public_key())
-        root = (
-            x509.CertificateBuilder()
-            .subject_name(_name("Stella Ops dev Fulcio root"))
-            .issuer_name(_name("Stella Ops dev Fulcio root"))
-            .public_key(root_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + CA_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-            .add_extension(ca_usage, critical=True)
-            .add_extension(root_ski, critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), critical=False
-            )
-            .sign(root_key, hashes.SHA384())
-        )
-        intermediate = (
-            x509.CertificateBuilder()
-            .subject_name(_name("Stella Ops dev Fulcio intermediate"))
-            .issuer_name(root.subject)
-            .public_key(intermediate_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + CA_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(ca_usage, critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(intermediate_key.public_key()), False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(root_ski), False)
-            .sign(root_key, hashes.SHA384())
+        root = _ca_certificate("Stella Ops dev Fulcio root", root_key.public_key(), root_key, None, 1, now)
+        intermediate = _ca_certificate(
+            "Stella Ops dev Fulcio intermediate", intermediate_key.public_key(), root_key, root, 0, now
         )
         write_key(self.dir / "root.key", root_key)
         write_key(self.dir / "intermediate.key", intermediate_key)

@@ -85,6 +85,21 @@ class KeylessServices:
     tsa_url: str
     tsa_chain_pem: str
 
+    @classmethod
+    def serving(
+        cls, fulcio: Any, tsa: Any, *, fulcio_url: str, tsa_url: str, authority_url: str
+    ) -> KeylessServices:
+        """The services of a LocalFulcio and a LocalTsa served at these base URLs, beside the Authority."""
+        from local.tsa import TIMESTAMP_PATH
+
+        return cls(
+            fulcio_url=fulcio_url,
+            fulcio_chain_pem=fulcio.chain_pem,
+            token_url=authority_url + "/token",
+            tsa_url=tsa_url + TIMESTAMP_PATH,
+            tsa_chain_pem=tsa.chain_pem,
+        )
+
     def parameters(self) -> dict[str, str]:
         return {
             "FulcioUrl": self.fulcio_url,
@@ -215,12 +230,8 @@ def start(
         directory / "fulcio", oidc_issuer=authority.issuer, oidc_jwks=authority.jwks, base_url=fulcio_url
     )
     tsa = LocalTsa(directory / "tsa")
-    keyless = KeylessServices(
-        fulcio_url=fulcio_url,
-        fulcio_chain_pem=fulcio.chain_pem,
-        token_url=authority_url + "/token",
-        tsa_url=tsa_url + TIMESTAMP_PATH,
-        tsa_chain_pem=tsa.chain_pem,
+    keyless = KeylessServices.serving(
+        fulcio, tsa, fulcio_url=fulcio_url, tsa_url=tsa_url, authority_url=authority_url
     )
     template = load_template()
     provisioner = Provisioner(

@@ -127,7 +127,7 @@ def keyless(authority: LocalAuthority, tmp_path_factory: pytest.TempPathFactory)
     from local.fulcio import LocalFulcio
     from local.fulcio import handler_for as fulcio_handler
     from local.stack import KeylessServices
-    from local.tsa import TIMESTAMP_PATH, LocalTsa
+    from local.tsa import LocalTsa
     from local.tsa import handler_for as tsa_handler
 
     directory = tmp_path_factory.mktemp("keyless")
@@ -140,12 +140,8 @@ def keyless(authority: LocalAuthority, tmp_path_factory: pytest.TempPathFactory)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
     fulcio_url, tsa_url, authority_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in servers)
-    services = KeylessServices(
-        fulcio_url=fulcio_url,
-        fulcio_chain_pem=fulcio.chain_pem,
-        token_url=authority_url + "/token",
-        tsa_url=tsa_url + TIMESTAMP_PATH,
-        tsa_chain_pem=tsa.chain_pem,
+    services = KeylessServices.serving(
+        fulcio, tsa, fulcio_url=fulcio_url, tsa_url=tsa_url, authority_url=authority_url
     )
     yield Keyless(fulcio, tsa, services)
     for server in servers:
