@@ -33,7 +33,10 @@ os.environ.update(
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "POWERTOOLS_LOG_LEVEL": "ERROR",
+        # As Lambda runs the functions: the template's default LogLevel (one INFO line per request),
+        # metrics on (their EMF documents are printed, as in Lambda; here into a buffer).
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "POWERTOOLS_METRICS_DISABLED": "false",
     }
 )
 os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -171,6 +174,21 @@ def floor(
     return per_call_us(bare)
 
 
+def as_lambda_runs_it() -> None:
+    """Metrics on and INFO log lines written, whatever a test module imported on the way set: the
+    logger's lines go to a sink (in Lambda, a pipe the runtime reads), the EMF documents to the
+    buffer ``main`` redirects stdout to."""
+    import logging
+
+    from stellaops_signer.observability import logger
+
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"
+    logger.setLevel(logging.INFO)
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - the bench's whole life
+
+
 def in_memory_adapters() -> None:
     """Install a container of in-memory fakes (no botocore at all) built by the composition root, with
     the warm container's settings and clock."""
@@ -204,6 +222,7 @@ def pipeline(binding: str, authority: Any, cert: Any, poe: str, fakes: bool = Fa
 
     authenticate = load_handler("functions/authenticate", "authenticate")
     sign = load_handler("functions/sign_dsse", "sign_dsse")
+    as_lambda_runs_it()
     authorizer_event = load_event("authenticate/authorizer-sign-mtls.json")
     authorizer_event["requestContext"]["identity"]["clientCert"]["clientCertPem"] = cert.pem()
     sign_event = load_event("sign_dsse/sign-dsse.json")
@@ -227,10 +246,12 @@ def pipeline(binding: str, authority: Any, cert: Any, poe: str, fakes: bool = Fa
             authorizer_event["multiValueHeaders"] = {"DPoP": [proof]}
 
     def one() -> float:
-        """One request through both handlers; the seconds they took."""
+        """One request through both handlers; the seconds they took (the runtime's context objects
+        are made before: the Lambda runtime, not the Signer, makes them)."""
         next_proof()
+        contexts = LambdaContext("AuthenticateFunction"), LambdaContext("SignDsseFunction")
         started = time.perf_counter()
-        decision = authenticate(authorizer_event, LambdaContext("AuthenticateFunction"))
+        decision = authenticate(authorizer_event, contexts[0])
         context = decision["context"]
         if context.get("errorCode") == "use_dpop_nonce":
             nonce[0] = context["dpopNonce"]
@@ -240,7 +261,7 @@ def pipeline(binding: str, authority: Any, cert: Any, poe: str, fakes: bool = Fa
             **sign_event,
             "requestContext": {**sign_event["requestContext"], "authorizer": {**context, "principalId": "x"}},
         }
-        answer = sign(event, LambdaContext("SignDsseFunction"))
+        answer = sign(event, contexts[1])
         spent = time.perf_counter() - started
         assert answer["statusCode"] == 200, answer["body"]
         return spent
@@ -325,8 +346,8 @@ def main() -> None:
     print(f"rounds: {ROUNDS} (medians per request)")
     dpop_calls: dict[str, float] = {}
     for binding, fakes in (("dpop", False), ("mtls", False), ("dpop", True)):
-        # Metrics stay on (their cost is real); the EMF lines they print go nowhere.
-        with mock_aws(), contextlib.redirect_stdout(io.StringIO()):
+        # Metrics stay on (their cost is real); the EMF lines they print go to a buffer.
+        with mock_aws(), contextlib.redirect_stdout(io.StringIO()) as emitted:
             provisioner = Provisioner(
                 wiring.aws_session(),
                 load_template(),
@@ -344,6 +365,7 @@ def main() -> None:
             os.environ["SIGNER_PLANS"] = json.dumps({"bench": limits})
             wiring.reset()
             run = pipeline(binding, authority, cert, poe, fakes)
+        assert '"SigningLatency"' in emitted.getvalue(), "the bench ran with metrics off"
         bare = floor(binding, run["token"], authority, run["proof"], run["key"], cert.pem(), run["body"])
         if fakes:
             binding = "dpop, in-memory adapters (no botocore, no moto)"

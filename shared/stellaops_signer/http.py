@@ -12,11 +12,11 @@ import dataclasses
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from stellaops_signer.adapters.ids import random_id
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.errors import (
     AuthenticationError,
@@ -26,6 +26,9 @@ from stellaops_signer.domain.errors import (
     SignerError,
 )
 from stellaops_signer.observability import count_outcome, logger
+
+if TYPE_CHECKING:
+    from stellaops_signer.usecases.authenticate import Authenticator
 
 SIGN_PATH = "/api/v1/signer/sign/dsse"
 VERIFY_PATH = "/api/v1/signer/verify/referrers"
@@ -60,7 +63,7 @@ def correlation_id(headers: Mapping[str, str] | None, minted: Any = None) -> str
     for candidate in (header(headers, CORRELATION_HEADER), minted):
         if isinstance(candidate, str) and _SAFE_CORRELATION_ID.fullmatch(candidate):
             return candidate
-    return str(uuid.uuid4())
+    return random_id()
 
 
 _NOT_TEMPLATE_SAFE = re.compile(r'["\\]|[^\x20-\x7e]')
@@ -302,8 +305,46 @@ def is_authorizer_event(event: Mapping[str, Any]) -> bool:
     return event.get("type") == "REQUEST" and "methodArn" in event
 
 
+#: ``arn:<partition>:execute-api:<region>:<account>:<api id>/<stage>/<METHOD>/<path>``, the
+#: ``methodArn`` of a REST REQUEST authorizer event; anything else is not answered (an exception:
+#: API Gateway then answers 500, fail closed).
+_METHOD_ARN = re.compile(
+    r"(arn:aws[a-z-]*:execute-api:[a-z0-9-]+:\d{12}:[A-Za-z0-9]+/[A-Za-z0-9_-]+)"
+    r"/(GET|POST|PUT|PATCH|HEAD|DELETE|OPTIONS)/([/.a-zA-Z0-9_{}+-]+)"
+)
+
+
+def authorizer_policy(
+    method_arn: str, principal_id: str, allow: bool, context: Mapping[str, str]
+) -> dict[str, Any]:
+    """The authorizer's IAM policy: Allow exactly the invoked method and path, or Deny every route of
+    the stage (API Gateway's format; the same document Powertools' ``APIGatewayAuthorizerResponse``
+    builds, without its per-request objects)."""
+    match = _METHOD_ARN.fullmatch(method_arn)
+    if match is None:
+        raise ValueError("not the methodArn of a REST API method")
+    stage, method, path = match.groups()
+    resource = f"{stage}/{method}/{path.lstrip('/')}" if allow else f"{stage}/*/*"
+    return {
+        "principalId": principal_id,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Action": "execute-api:Invoke",
+                    "Effect": "Allow" if allow else "Deny",
+                    "Resource": [resource],
+                }
+            ],
+        },
+        "context": dict(context),
+    }
+
+
 def authorizer_answer(
-    event: Mapping[str, Any], authenticator: Any, record_denial: Callable[..., None]
+    event: Mapping[str, Any],
+    authenticator: Authenticator,
+    record_denial: Callable[[SignerError, str, str, str], None],
 ) -> dict[str, Any]:
     """Answer a REST REQUEST authorizer event: Allow with the principal, or Deny with the
     problem the gateway response renders as a 401 (template.yaml ``GatewayResponses``).
@@ -312,25 +353,21 @@ def authorizer_answer(
     ``record_denial(error, method, path, correlation)`` audits a refusal. Unexpected errors
     propagate: API Gateway then answers 500 (fail closed).
     """
-    from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
-        APIGatewayAuthorizerRequestEvent,
-        APIGatewayAuthorizerResponse,
-    )
-
     from stellaops_signer.usecases.authenticate import RequestFacts
 
-    request = APIGatewayAuthorizerRequestEvent(dict(event))
-    headers = request.headers or {}
+    headers = event.get("headers") or {}
     correlation = correlation_id(headers)
     logger.set_correlation_id(correlation)
-    client_cert = request.request_context.identity.client_cert
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    client_cert = (identity.get("clientCert") or {}).get("clientCertPem")
     facts = RequestFacts(
-        method=request.http_method,
-        path=request.path,
+        method=str(event.get("httpMethod", "")),
+        path=str(event.get("path", "")),
         authorization=header(headers, "Authorization"),
         dpop_proofs=all_values(event, "DPoP"),
-        client_cert_pem=client_cert.client_cert_pem if client_cert else None,
+        client_cert_pem=client_cert if isinstance(client_cert, str) else None,
     )
+    method_arn = str(event["methodArn"])
     try:
         principal = authenticator.authenticate(facts)
     except AuthenticationError as error:
@@ -341,19 +378,10 @@ def authorizer_answer(
         count_outcome(error.code)
         record_denial(error, facts.method, facts.path, correlation)
         error.headers.setdefault("DPoP-Nonce", authenticator.fresh_nonce())
-        answer = APIGatewayAuthorizerResponse.from_route_arn(
-            request.method_arn, "anonymous", context=denial_context(error, correlation)
-        )
-        answer.deny_all_routes()
-        return answer.asdict()
+        return authorizer_policy(method_arn, "anonymous", False, denial_context(error, correlation))
     count_outcome("authenticated")
     context = {**principal_context(principal, correlation), "dpopNonce": authenticator.fresh_nonce()}
-    answer = APIGatewayAuthorizerResponse.from_route_arn(
-        request.method_arn, principal.subject, context=context
-    )
-    arn = request.parsed_arn
-    answer.allow_route(arn.http_method or "*", arn.resource)
-    return answer.asdict()
+    return authorizer_policy(method_arn, principal.subject, True, context)
 
 
 __all__ = [
@@ -374,6 +402,7 @@ __all__ = [
     "Route",
     "all_values",
     "authorizer_answer",
+    "authorizer_policy",
     "challenge",
     "correlation_id",
     "denial_context",

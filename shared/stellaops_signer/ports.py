@@ -19,6 +19,10 @@ class Clock(Protocol):
         ...
 
 
+#: A fresh unique id (audit records): ``adapters.ids.random_id`` in Lambda, a counter in a test.
+NewId = Callable[[], str]
+
+
 class KeySigner(Protocol):
     """Signs with one asymmetric key; the signature is checked locally before it is returned."""
 
@@ -150,6 +154,7 @@ __all__ = [
     "Idempotency",
     "KeySetSource",
     "KeySigner",
+    "NewId",
     "QuotaStore",
     "ReplayStore",
     "SignatureSource",

@@ -14,6 +14,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from stellaops_signer.adapters.clock import SystemClock
+from stellaops_signer.adapters.ids import random_id
 from stellaops_signer.config import Settings
 
 if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
@@ -228,13 +229,11 @@ class Container:
         self, error: SignerError, method: str, path: str, correlation: str
     ) -> None:
         """Audit an authentication denial (no principal: only what was refused, where, and why)."""
-        import uuid
-
         from stellaops_signer.domain.audit import AuditRecord, iso_time
         from stellaops_signer.domain.errors import SignerError
 
         record = AuditRecord(
-            audit_id=str(uuid.uuid4()),
+            audit_id=random_id(),
             time=iso_time(self.clock.now()),
             route=f"{method} {path}",
             decision="deny",
@@ -365,7 +364,9 @@ class Container:
     def release_query(self) -> ReleaseQuery:
         from stellaops_signer.usecases.verify_release import ReleaseQuery
 
-        return ReleaseQuery(verifier=self.release_verifier, audit=self.audit, clock=self.clock)
+        return ReleaseQuery(
+            verifier=self.release_verifier, audit=self.audit, clock=self.clock, new_id=random_id
+        )
 
     def envelope_signer(self, mode: str, tenant: str) -> EnvelopeSigner | None:
         """Who signs for ``tenant`` in ``mode``: its KMS key (else the default one), or the keyless
@@ -529,6 +530,7 @@ class Container:
             idempotency=lambda: self.idempotency,  # built (and imported) on the first keyed request
             reservation_key=lambda: self.reservation_key,  # read on the first pipeline reservation
             max_attestation_bytes=self.settings.max_attestation_bytes,
+            new_id=random_id,
         )
 
     @cached_property

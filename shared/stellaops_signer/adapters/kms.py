@@ -19,6 +19,9 @@ from stellaops_signer.domain.jose import sha256_b64url
 from stellaops_signer.domain.signing import PublishedKey, SignedBy
 from stellaops_signer.ports import KeySigner
 
+#: ECDSA over a SHA-256 digest (what KMS ``MessageType=DIGEST`` signs); one instance, reused.
+_ECDSA_SHA256_DIGEST = ec.ECDSA(Prehashed(hashes.SHA256()))
+
 SIGNING_ALGORITHM = "ECDSA_SHA_256"
 KEY_SPEC = "ECC_NIST_P256"
 
@@ -136,7 +139,7 @@ class KmsKeySigner:
                 self._created_at = None
         public_key = self._load()
         try:
-            public_key.verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+            public_key.verify(signature, digest, _ECDSA_SHA256_DIGEST)
         except (InvalidSignature, ValueError):
             raise SigningUnavailable("KMS returned a signature that does not verify") from None
         return signature
@@ -193,8 +196,8 @@ class InMemoryKeySigner:
 
     def sign(self, message: bytes) -> bytes:
         digest = hashlib.sha256(message).digest()
-        signature: bytes = self._key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
-        self._key.public_key().verify(signature, digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        signature: bytes = self._key.sign(digest, _ECDSA_SHA256_DIGEST)
+        self._key.public_key().verify(signature, digest, _ECDSA_SHA256_DIGEST)
         return signature
 
     def prepare(self) -> None:

@@ -4,10 +4,10 @@ idempotent answers over a DynamoDB item (spec §5.4). What comes back is checked
 from __future__ import annotations
 
 import hashlib
-import uuid
 from typing import Any
 
 from stellaops_signer.adapters.aws import AWS_FAILURES
+from stellaops_signer.adapters.ids import random_id
 from stellaops_signer.domain.errors import SigningUnavailable
 
 _S3_URI_PREFIX = "s3://"
@@ -38,7 +38,7 @@ class S3PayloadStore:
     def reserve_key(self, prefix: str) -> str:
         """A fresh key under ``prefix``, written once with a placeholder so that a bucket that cannot be
         written is known now, before anything is signed. Raises SigningUnavailable."""
-        key = f"{prefix}/{uuid.uuid4()}.json"
+        key = f"{prefix}/{random_id()}.json"
         self.put(b"{}", key=key)
         return key
 

@@ -15,10 +15,10 @@ mint quota. The item carries a TTL, renewed by every reservation.
 from __future__ import annotations
 
 import random
-import uuid
 from typing import Any
 
 from stellaops_signer.adapters.aws import AWS_FAILURES
+from stellaops_signer.adapters.ids import random_id
 from stellaops_signer.domain.errors import InvalidRequest, PlanThrottled, QuotaExhausted, SigningUnavailable
 from stellaops_signer.domain.quota import (
     LEASE_SECONDS,
@@ -73,7 +73,7 @@ class DynamoDbQuotaStore:
         raises PlanThrottled or QuotaExhausted (with their headers), or SigningUnavailable."""
         now = self._clock.now()
         second, day = int(now), utc_day(now)
-        lease_id = str(uuid.uuid4())
+        lease_id = random_id()
         seen: dict[str, Any] | None = None  # unknown: assume the common case (same day and second)
         for _ in range(ATTEMPTS):
             slot = self._free_slot(seen, plan.concurrency, second)
@@ -303,7 +303,7 @@ class InMemoryQuotaStore:
             if slot is None:
                 headers = refusal_headers(1, plan.concurrency, plan)
                 raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
-            lease_id = str(uuid.uuid4())
+            lease_id = random_id()
             self.leases[f"{license_id}#{slot}"] = [lease_id, int(now) + LEASE_SECONDS, False, False]
             self.counts[qps_key] = self.counts.get(qps_key, 0) + 1
             self.counts[day_key] = self.counts.get(day_key, 0) + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -88,7 +89,13 @@ def open_reservation(sealed: Any, tenant: str, key: bytes) -> Reservation:
 
 
 def utc_day(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+    """The UTC date of ``now`` (``YYYY-MM-DD``): the daily quota's window."""
+    return _utc_date(int(now // 86400))  # POSIX days are 86,400 seconds
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_date(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
 
 
 def seconds_to_next_day(now: float) -> int:

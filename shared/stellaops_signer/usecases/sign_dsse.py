@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from stellaops_signer.ports import (
     Clock,
     EnvelopeSigner,
     Idempotency,
+    NewId,
     QuotaStore,
     SigningCommit,
     Timestamper,
@@ -91,7 +91,7 @@ class SignDsse:
         timestamper: Timestamper | None = None,
         default_mode: str = "kms",
         max_attestation_bytes: int = 0,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: NewId,
     ) -> None:
         self._signers = signers
         self._timestamper = timestamper

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 
 from stellaops_signer.domain.audit import AuditRecord, iso_time
@@ -21,7 +20,7 @@ from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.errors import InvalidRequest, ReleaseUntrusted, SignerError, on_refusal
 from stellaops_signer.domain.release import ReleaseVerdict, TrustedKey, evaluate, trust_configuration_hash
 from stellaops_signer.observability import count, logger
-from stellaops_signer.ports import AuditLog, Cache, Clock, SignatureSource
+from stellaops_signer.ports import AuditLog, Cache, Clock, NewId, SignatureSource
 from stellaops_signer.usecases.meta import RequestMeta
 
 _IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -118,10 +117,11 @@ class ReleaseQuery:
     that cannot answer is ``release_unverifiable``. Every answer leaves an audit record.
     """
 
-    def __init__(self, *, verifier: ReleaseVerifier, audit: AuditLog, clock: Clock) -> None:
+    def __init__(self, *, verifier: ReleaseVerifier, audit: AuditLog, clock: Clock, new_id: NewId) -> None:
         self._verifier = verifier
         self._audit = audit
         self._clock = clock
+        self._new_id = new_id
 
     def __call__(
         self, principal: Principal, digest: str | None, repository: str | None, meta: RequestMeta
@@ -155,7 +155,7 @@ class ReleaseQuery:
         trusted = verdict is not None and verdict.trusted
         code = error.code if error else ("" if trusted else ReleaseUntrusted.code)
         record = AuditRecord(
-            audit_id=str(uuid.uuid4()),
+            audit_id=self._new_id(),
             time=iso_time(self._clock.now()),
             route=meta.route,
             decision="allow" if trusted else "deny",
