@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from stellaops_signer.adapters.ids import random_id
 from stellaops_signer.domain.binding import Principal
@@ -27,7 +27,10 @@ from stellaops_signer.domain.errors import (
 )
 from stellaops_signer.observability import count_outcome, logger
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: nothing more is imported at cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from stellaops_signer.domain.jose import JsonObject, JsonValue
     from stellaops_signer.usecases.authenticate import Authenticator
 
 SIGN_PATH = "/api/v1/signer/sign/dsse"
@@ -56,7 +59,7 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
-def correlation_id(headers: Mapping[str, str] | None, minted: Any = None) -> str:
+def correlation_id(headers: Mapping[str, str] | None, minted: object = None) -> str:
     """Echo a well-formed ``X-Correlation-Id``; else the one the authorizer minted for this request
     (``minted``: one id across the authorizer, the function and the audit record); else mint one.
     Never echo arbitrary bytes."""
@@ -83,7 +86,7 @@ def challenge(error: AuthenticationError) -> str:
     return f"{error.scheme} " + ", ".join(parts)
 
 
-def problem(error: SignerError, correlation: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+def problem(error: SignerError, correlation: str) -> tuple[int, dict[str, str], JsonObject]:
     """Status, headers and RFC 7807 body of a refusal."""
     headers = {"Content-Type": PROBLEM_JSON, CORRELATION_HEADER: correlation, **error.headers}
     if isinstance(error, AuthenticationError):
@@ -108,16 +111,18 @@ class ApiRequest:
     headers: Mapping[str, str]
     query: Mapping[str, str]
     body: bytes | None
-    authorizer: Mapping[str, Any]
+    authorizer: Mapping[str, JsonValue]
     correlation_id: str
     #: The mTLS client certificate API Gateway passes on (``requestContext.identity.clientCert``).
     client_cert_pem: str | None = None
-    lambda_context: Any = None
+    lambda_context: LambdaContext | None = None
     #: Who calls: the authorizer's principal, once ``serve`` has confirmed it against the token.
     principal: Principal | None = None
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any], lambda_context: Any = None) -> ApiRequest:
+    def from_event(
+        cls, event: Mapping[str, JsonValue], lambda_context: LambdaContext | None = None
+    ) -> ApiRequest:
         headers = event.get("headers") or {}
         raw = event.get("body")
         body = None
@@ -155,7 +160,7 @@ class ApiRequest:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    body: Mapping[str, Any]
+    body: Mapping[str, JsonValue]
     headers: Mapping[str, str] = field(default_factory=dict)
     status: int = 200
 
@@ -163,7 +168,7 @@ class Answer:
 Route = Callable[[ApiRequest], Answer]
 
 
-def proxy_answer(status: int, headers: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
+def proxy_answer(status: int, headers: Mapping[str, str], body: Mapping[str, JsonValue]) -> JsonObject:
     """The Lambda proxy integration answer API Gateway expects."""
     return {
         "statusCode": status,
@@ -182,11 +187,11 @@ class Gate(Protocol):
 
 
 def serve(
-    event: Mapping[str, Any],
+    event: Mapping[str, JsonValue],
     routes: Mapping[tuple[str, str], Route],
     gate: Callable[[], Gate],
-    lambda_context: Any = None,
-) -> dict[str, Any]:
+    lambda_context: LambdaContext | None = None,
+) -> JsonObject:
     """Dispatch a REST proxy event to its route once its caller is confirmed: the authorizer's
     context and a valid token for the same principal (spec §6). Every answer is JSON or
     problem+json and carries the correlation id. Unknown errors become a generic 500 with the
@@ -237,7 +242,7 @@ def _access(request: ApiRequest, status: int, code: str, started: float, audit_i
     )
 
 
-def is_proxy_event(event: Mapping[str, Any]) -> bool:
+def is_proxy_event(event: Mapping[str, JsonValue]) -> bool:
     """True for an API Gateway REST proxy event; False for a direct (Step Functions) invocation."""
     return "httpMethod" in event and "requestContext" in event
 
@@ -259,7 +264,7 @@ def principal_context(principal: Principal, correlation: str) -> dict[str, str]:
     }
 
 
-def principal_from_context(context: Mapping[str, Any] | None) -> Principal:
+def principal_from_context(context: Mapping[str, JsonValue] | None) -> Principal:
     """Rebuild the principal the authorizer proved; a request without one is refused."""
     if not context or not context.get("tid") or not context.get("sub"):
         raise InvalidToken("the request was not authenticated")
@@ -290,7 +295,7 @@ def denial_context(error: SignerError, correlation: str) -> dict[str, str]:
     }
 
 
-def all_values(event: Mapping[str, Any], name: str) -> tuple[str, ...]:
+def all_values(event: Mapping[str, JsonValue], name: str) -> tuple[str, ...]:
     """Every value of a header, from ``multiValueHeaders`` (REST events keep only the last in
     ``headers``)."""
     lowered = name.lower()
@@ -301,7 +306,7 @@ def all_values(event: Mapping[str, Any], name: str) -> tuple[str, ...]:
     return (single,) if single is not None else ()
 
 
-def is_authorizer_event(event: Mapping[str, Any]) -> bool:
+def is_authorizer_event(event: Mapping[str, JsonValue]) -> bool:
     return event.get("type") == "REQUEST" and "methodArn" in event
 
 
@@ -316,7 +321,7 @@ _METHOD_ARN = re.compile(
 
 def authorizer_policy(
     method_arn: str, principal_id: str, allow: bool, context: Mapping[str, str]
-) -> dict[str, Any]:
+) -> JsonObject:
     """The authorizer's IAM policy: Allow exactly the invoked method and path, or Deny every route of
     the stage (API Gateway's format; the same document Powertools' ``APIGatewayAuthorizerResponse``
     builds, without its per-request objects)."""
@@ -342,10 +347,10 @@ def authorizer_policy(
 
 
 def authorizer_answer(
-    event: Mapping[str, Any],
+    event: Mapping[str, JsonValue],
     authenticator: Authenticator,
     record_denial: Callable[[SignerError, str, str, str], None],
-) -> dict[str, Any]:
+) -> JsonObject:
     """Answer a REST REQUEST authorizer event: Allow with the principal, or Deny with the
     problem the gateway response renders as a 401 (template.yaml ``GatewayResponses``).
     Both carry a fresh DPoP nonce for the answer's ``DPoP-Nonce`` header.

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # annotations only: importing the ports costs nothing at cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
     from stellaops_signer.domain.audit import AuditRecord
+    from stellaops_signer.domain.jose import JsonObject
     from stellaops_signer.domain.quota import Plan, Reservation
     from stellaops_signer.domain.release import CandidateSignature
     from stellaops_signer.domain.signing import SignedBy
@@ -90,9 +93,9 @@ class ReplayStore(Protocol):
 class Cache(Protocol):
     """JSON values with a time to live; a failure reads as a miss."""
 
-    def get(self, key: str) -> dict[str, Any] | None: ...
+    def get(self, key: str) -> JsonObject | None: ...
 
-    def put(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None: ...
+    def put(self, key: str, value: JsonObject, ttl_seconds: int) -> None: ...
 
 
 class SignatureSource(Protocol):
@@ -127,11 +130,11 @@ class Idempotency(Protocol):
         scope: str,
         key: str,
         body_sha256: str,
-        compute: Callable[[], dict[str, Any]],
+        compute: Callable[[], JsonObject],
         *,
         answer_bytes: int,
-        lambda_context: Any = None,
-    ) -> tuple[dict[str, Any], bool]:
+        lambda_context: LambdaContext | None = None,
+    ) -> tuple[JsonObject, bool]:
         """(the first answer for ``key`` within ``scope``, whether this is a replay of it); raises
         IdempotencyConflict for another body or a running first, SigningUnavailable when the store
         cannot be written (known before ``compute`` runs)."""

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.audit import AuditRecord
 from stellaops_signer.domain.errors import AuditUnavailable
 from stellaops_signer.domain.quota import Reservation
 
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer, nor imported at cold start
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, PutTypeDef
 
-def to_attribute(value: object) -> dict[str, Any]:
+    from stellaops_signer.adapters.quota import DynamoDbQuotaStore
+    from stellaops_signer.ports import AuditLog, Clock, QuotaStore
+
+
+def to_attribute(value: object) -> AttributeValueTypeDef:
     if isinstance(value, bool):
         return {"BOOL": value}
     if isinstance(value, (int, float)):
@@ -21,13 +28,13 @@ def to_attribute(value: object) -> dict[str, Any]:
 
 
 class DynamoDbAuditLog:
-    def __init__(self, client: Any, table: str, *, retention_seconds: int, clock: Any) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, *, retention_seconds: int, clock: Clock) -> None:
         self._client = client
         self._table = table
         self._retention = retention_seconds
         self._clock = clock
 
-    def put_request(self, record: AuditRecord) -> dict[str, Any]:
+    def put_request(self, record: AuditRecord) -> PutTypeDef:
         """The write that stores ``record`` once (also as part of a transaction)."""
         item = {k: to_attribute(v) for k, v in record.as_item().items()}
         item["pk"] = {"S": record.audit_id}
@@ -65,7 +72,7 @@ class DynamoDbSigningCommit:
     still held (the caller's refusal path gives it back).
     """
 
-    def __init__(self, client: Any, audit: DynamoDbAuditLog, quotas: Any) -> None:
+    def __init__(self, client: DynamoDBClient, audit: DynamoDbAuditLog, quotas: DynamoDbQuotaStore) -> None:
         self._client = client
         self._audit = audit
         self._quotas = quotas
@@ -90,7 +97,7 @@ class DynamoDbSigningCommit:
 class SeparateSigningCommit:
     """The same contract on two adapters (the fakes): the record, then the lease."""
 
-    def __init__(self, audit: Any, quotas: Any) -> None:
+    def __init__(self, audit: AuditLog, quotas: QuotaStore) -> None:
         self._audit = audit
         self._quotas = quotas
 

@@ -4,12 +4,18 @@ timeout, retries exhausted), or an answer botocore could not parse (a malformed 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
+    from botocore.awsrequest import AWSResponse
+    from botocore.client import BaseClient
+
 AWS_FAILURES: tuple[type[Exception], ...] = (ClientError, BotoCoreError, ResponseParserError)
+
+_Client = TypeVar("_Client", bound="BaseClient")
 
 
 def is_conditional_failure(error: Exception) -> bool:
@@ -20,14 +26,14 @@ def is_conditional_failure(error: Exception) -> bool:
     )
 
 
-def insist_on_service_answers(client: Any) -> Any:
+def insist_on_service_answers(client: _Client) -> _Client:
     """Refuse, as a parse failure, a 200 that is not the service's answer (a proxy's error page in
     between): botocore reads an unparseable JSON body as ``{"message": …}`` and never reads a
     PutObject body, so a write answered that way would otherwise count as done. DynamoDB answers
     ``application/x-amz-json-1.0``; S3 answers a write with its ``ETag``. Returns ``client``."""
     service = client.meta.service_model.service_name
 
-    def check(http_response: Any, model: Any = None, **_: Any) -> None:
+    def check(http_response: AWSResponse | None, model: object = None, **_: object) -> None:
         if http_response is None or http_response.status_code != 200:
             return
         operation_name = getattr(model, "name", "")

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
+
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+    from stellaops_signer.domain.jose import JsonObject
 
 
 class DynamoDbCache:
     """JSON values with a TTL. A read or write failure is a miss, never an answer: callers
     then verify for real (fail closed by doing the work)."""
 
-    def __init__(self, client: Any, table: str, clock: Clock) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, clock: Clock) -> None:
         self._client = client
         self._table = table
         self._clock = clock
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> JsonObject | None:
         try:
             item = self._client.get_item(TableName=self._table, Key={"pk": {"S": key}}).get("Item")
         except AWS_FAILURES:
@@ -35,7 +40,7 @@ class DynamoDbCache:
             return None
         return value if isinstance(value, dict) else None
 
-    def put(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+    def put(self, key: str, value: JsonObject, ttl_seconds: int) -> None:
         item = {
             "pk": {"S": key},
             "value": {"S": json.dumps(value, separators=(",", ":"))},
@@ -52,13 +57,13 @@ class InMemoryCache:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self.items: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.items: dict[str, tuple[float, JsonObject]] = {}
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> JsonObject | None:
         expires, value = self.items.get(key, (0.0, {}))
         return value if expires > self._clock.now() else None
 
-    def put(self, key: str, value: dict[str, Any], ttl_seconds: int) -> None:
+    def put(self, key: str, value: JsonObject, ttl_seconds: int) -> None:
         self.items[key] = (self._clock.now() + ttl_seconds, value)
 
 

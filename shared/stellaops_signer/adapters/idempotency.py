@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -33,8 +33,21 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from stellaops_signer.domain.errors import IdempotencyConflict, SigningUnavailable
 from stellaops_signer.observability import logger
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
+    from typing import Protocol
+
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
     from stellaops_signer.adapters.payloads import S3PayloadStore
+    from stellaops_signer.domain.jose import JsonObject
+
+    class _Once(Protocol):
+        """``compute()``'s answer, once per ``data`` (what Powertools' untyped ``idempotent_function``
+        makes of ``once``)."""
+
+        def __call__(self, *, data: JsonObject, compute: Callable[[], JsonObject]) -> JsonObject: ...
+
 
 #: How long a response is replayed for a retry of the same key.
 REPLAY_SECONDS = 24 * 3600
@@ -44,7 +57,7 @@ _REFERENCE = "storedAnswer"
 
 
 class PowertoolsIdempotency:
-    def __init__(self, client: Any, table: str, payloads: Callable[[], S3PayloadStore]) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, payloads: Callable[[], S3PayloadStore]) -> None:
         store = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
         config = IdempotencyConfig(
             event_key_jmespath="key",
@@ -54,11 +67,13 @@ class PowertoolsIdempotency:
             hash_function="sha256",
         )
 
-        @idempotent_function(data_keyword_argument="data", persistence_store=store, config=config)  # type: ignore[untyped-decorator]
-        def once(data: dict[str, Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        def once(data: JsonObject, compute: Callable[[], JsonObject]) -> JsonObject:
             return compute()
 
-        self._once = once
+        # ``@idempotent_function(…)`` applied by hand: the decorator is untyped, ``_Once`` is what it makes
+        self._once: _Once = idempotent_function(
+            once, data_keyword_argument="data", persistence_store=store, config=config
+        )
         self._config = config
         self._payloads = payloads
 
@@ -67,11 +82,11 @@ class PowertoolsIdempotency:
         scope: str,
         key: str,
         body_sha256: str,
-        compute: Callable[[], dict[str, Any]],
+        compute: Callable[[], JsonObject],
         *,
         answer_bytes: int,
-        lambda_context: Any = None,
-    ) -> tuple[dict[str, Any], bool]:
+        lambda_context: LambdaContext | None = None,
+    ) -> tuple[JsonObject, bool]:
         """(the answer, whether it is a replay): the stored answer for (``scope``, ``key``), or
         ``compute()``'s, stored for the retries. ``answer_bytes`` bounds the answer's size.
 
@@ -83,9 +98,9 @@ class PowertoolsIdempotency:
         object_key = (
             self._payloads().reserve_key("idempotency") if answer_bytes > INLINE_ANSWER_BYTES else None
         )
-        computed: list[dict[str, Any]] = []
+        computed: list[JsonObject] = []
 
-        def compute_and_keep() -> dict[str, Any]:
+        def compute_and_keep() -> JsonObject:
             answer = compute()
             computed.append(answer)
             data = json.dumps(answer, separators=(",", ":")).encode()
@@ -94,7 +109,7 @@ class PowertoolsIdempotency:
             return {_REFERENCE: self._payloads().put(data, key=object_key)}
 
         try:
-            stored: dict[str, Any] = self._once(
+            stored: JsonObject = self._once(
                 data={"key": [scope, key], "body": body_sha256}, compute=compute_and_keep
             )
         except IdempotencyValidationError:

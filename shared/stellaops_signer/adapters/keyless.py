@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import requests
 from cryptography import x509
@@ -26,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from stellaops_signer.adapters.retrying import post_with_retries
 from stellaops_signer.domain.errors import SigningUnavailable
-from stellaops_signer.domain.jose import sha256_b64url, strict_json
+from stellaops_signer.domain.jose import JsonObject, sha256_b64url, strict_json
 from stellaops_signer.domain.keyless import CertifiedIdentity, verify_chain
 from stellaops_signer.domain.signing import SignedBy
 from stellaops_signer.domain.tokens import CLOCK_SKEW_SECONDS, CompactJws
@@ -46,7 +45,7 @@ def _read(answer: requests.Response, what: str) -> bytes:
     return body
 
 
-def _json_object(body: bytes, what: str) -> dict[str, Any]:
+def _json_object(body: bytes, what: str) -> JsonObject:
     try:
         value = strict_json(body)
     except (ValueError, RecursionError):
@@ -111,7 +110,7 @@ class ClientCredentialsIdentity:
         return token, expires_at
 
 
-def _claims(token: str) -> dict[str, Any]:
+def _claims(token: str) -> JsonObject:
     """The claims of our own identity token, unverified: Fulcio verifies it; we need its ``sub``."""
     try:
         claims = strict_json(CompactJws.parse(token, SigningUnavailable).payload)
@@ -160,7 +159,7 @@ class FulcioClient:
 
     def signing_certificate(self, token: str, public_key_pem: str, proof: bytes) -> list[str]:
         """The PEM chain (leaf first) Fulcio issues for ``public_key_pem``."""
-        request: dict[str, Any] = {
+        request: JsonObject = {
             "credentials": {"oidcIdentityToken": token},
             "publicKeyRequest": {
                 "publicKey": {"algorithm": "ECDSA", "content": public_key_pem},
@@ -175,7 +174,7 @@ class FulcioClient:
         return _chain(_json_object(body, "keyless CA"))
 
 
-def _chain(answer: dict[str, Any]) -> list[str]:
+def _chain(answer: JsonObject) -> list[str]:
     for form in ("signedCertificateEmbeddedSct", "signedCertificateDetachedSct"):
         signed = answer.get(form)
         if isinstance(signed, dict):

@@ -6,7 +6,7 @@ import hashlib
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,8 +22,11 @@ from stellaops_signer.ports import KeySigner
 #: ECDSA over a SHA-256 digest (what KMS ``MessageType=DIGEST`` signs); one instance, reused.
 _ECDSA_SHA256_DIGEST = ec.ECDSA(Prehashed(hashes.SHA256()))
 
-SIGNING_ALGORITHM = "ECDSA_SHA_256"
-KEY_SPEC = "ECC_NIST_P256"
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
+    from mypy_boto3_kms.client import KMSClient
+
+SIGNING_ALGORITHM: Final = "ECDSA_SHA_256"
+KEY_SPEC: Final = "ECC_NIST_P256"
 
 
 class KmsKeySigner:
@@ -35,7 +38,7 @@ class KmsKeySigner:
 
     algorithm = SIGNING_ALGORITHM
 
-    def __init__(self, client: Any, key_id: str) -> None:
+    def __init__(self, client: KMSClient, key_id: str) -> None:
         self._client = client
         self._key_id = key_id
         self._lock = threading.Lock()
@@ -227,7 +230,7 @@ class KmsKeyring:
     @classmethod
     def of_kms(
         cls,
-        client: Any,
+        client: KMSClient,
         default: str,
         tenants: Mapping[str, str] | None = None,
         retired: Sequence[tuple[str, datetime]] = (),

@@ -4,21 +4,26 @@ idempotent answers over a DynamoDB item (spec §5.4). What comes back is checked
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.adapters.ids import random_id
 from stellaops_signer.domain.errors import SigningUnavailable
 
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
+    from mypy_boto3_s3.client import S3Client
+
+    from stellaops_signer.domain.jose import JsonObject, JsonValue
+
 _S3_URI_PREFIX = "s3://"
 
 
 class S3PayloadStore:
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: S3Client, bucket: str) -> None:
         self._client = client
         self._bucket = bucket
 
-    def put(self, data: bytes, *, key: str | None = None) -> dict[str, Any]:
+    def put(self, data: bytes, *, key: str | None = None) -> JsonObject:
         """Store ``data`` (under its digest, or ``key``); the ``{"s3Uri", "sha256", "size"}`` reference.
         Raises SigningUnavailable."""
         digest = hashlib.sha256(data).hexdigest()
@@ -42,7 +47,7 @@ class S3PayloadStore:
         self.put(b"{}", key=key)
         return key
 
-    def get(self, reference: Any) -> bytes:
+    def get(self, reference: JsonValue) -> bytes:
         """The bytes a reference names, only if their SHA-256 and size are the reference's.
         Raises SigningUnavailable."""
         if not isinstance(reference, dict):

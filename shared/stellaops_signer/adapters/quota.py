@@ -15,7 +15,8 @@ mint quota. The item carries a TTL, renewed by every reservation.
 from __future__ import annotations
 
 import random
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.adapters.ids import random_id
@@ -31,41 +32,52 @@ from stellaops_signer.domain.quota import (
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
 
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
+    from collections.abc import Mapping
+
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        UpdateItemInputTypeDef,
+        UpdateItemOutputTypeDef,
+        UpdateTypeDef,
+    )
+
 #: How long an unused licence's item outlives its last reservation.
 ITEM_TTL_SECONDS = 2 * 86400
 #: Conditional attempts before a reservation gives up (each failure teaches the next one).
 ATTEMPTS = 8
 
 
-def _lost(error: Exception) -> dict[str, Any] | None:
+def _lost(error: Exception) -> dict[str, AttributeValueTypeDef] | None:
     """The item as it was when a conditional write lost (``ALL_OLD``), or None for another error."""
     response = getattr(error, "response", None) or {}
     if response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
         return None
-    item: dict[str, Any] = response.get("Item") or {}
+    item: dict[str, AttributeValueTypeDef] = response.get("Item") or {}
     return item
 
 
-def _number(item: dict[str, Any], name: str) -> int:
+def _number(item: Mapping[str, AttributeValueTypeDef], name: str) -> int:
     try:
         return int(item[name]["N"])
     except (KeyError, TypeError, ValueError):
         return 0
 
 
-def _text(item: dict[str, Any], name: str) -> str:
+def _text(item: Mapping[str, AttributeValueTypeDef], name: str) -> str:
     value = item.get(name)
     return str(value.get("S", "")) if isinstance(value, dict) else ""
 
 
 class DynamoDbQuotaStore:
-    def __init__(self, client: Any, table: str, clock: Clock) -> None:
+    def __init__(self, client: DynamoDBClient, table: str, clock: Clock) -> None:
         self._client = client
         self._table = table
         self._clock = clock
 
     @staticmethod
-    def key(license_id: str) -> dict[str, Any]:
+    def key(license_id: str) -> dict[str, AttributeValueTypeDef]:
         return {"pk": {"S": f"licence#{license_id}"}}
 
     def reserve(self, license_id: str, plan: Plan) -> Reservation:
@@ -74,7 +86,8 @@ class DynamoDbQuotaStore:
         now = self._clock.now()
         second, day = int(now), utc_day(now)
         lease_id = random_id()
-        seen: dict[str, Any] | None = None  # unknown: assume the common case (same day and second)
+        # unknown: assume the common case (same day and second)
+        seen: dict[str, AttributeValueTypeDef] | None = None
         for _ in range(ATTEMPTS):
             slot = self._free_slot(seen, plan.concurrency, second)
             if slot is None:
@@ -114,7 +127,7 @@ class DynamoDbQuotaStore:
         raise SigningUnavailable("the quota store is too contended to reserve now")
 
     @staticmethod
-    def _free_slot(seen: dict[str, Any] | None, slots: int, now: int) -> int | None:
+    def _free_slot(seen: Mapping[str, AttributeValueTypeDef] | None, slots: int, now: int) -> int | None:
         """A slot to try: any (at random) when nothing is known, else one free or expired in ``seen``."""
         if seen is None:
             return random.randrange(slots)  # noqa: S311 - spreading contention, not a secret
@@ -131,8 +144,8 @@ class DynamoDbQuotaStore:
         second: int,
         same_day: bool,
         same_second: bool,
-    ) -> Any:
-        values: dict[str, Any] = {
+    ) -> UpdateItemOutputTypeDef:
+        values: dict[str, AttributeValueTypeDef] = {
             ":one": {"N": "1"},
             ":day": {"S": day},
             ":sec": {"N": str(second)},
@@ -185,7 +198,7 @@ class DynamoDbQuotaStore:
                 raise InvalidRequest("the reservation was already used, given back or has lapsed") from None
             raise SigningUnavailable("the quota store is unavailable") from error
 
-    def release_update(self, reservation: Reservation) -> dict[str, Any]:
+    def release_update(self, reservation: Reservation) -> UpdateTypeDef:
         """The write that frees a signed reservation's lease (for a transaction with the audit put)."""
         slot = reservation.lease_slot
         return {
@@ -222,7 +235,7 @@ class DynamoDbQuotaStore:
             (f"l{slot} = :id", free, lease),
         )
         for condition, update, values in variants:
-            request: dict[str, Any] = {
+            request: UpdateItemInputTypeDef = {
                 "TableName": self._table,
                 "Key": self.key(reservation.license_id),
                 "UpdateExpression": update,
@@ -268,6 +281,17 @@ class DynamoDbQuotaStore:
         }
 
 
+@dataclass(slots=True)
+class _Lease:
+    """A lease slot of the fake: who holds it, until when, whether a signing claimed it, whether it
+    was closed."""
+
+    lease_id: str
+    expires_at: int
+    claimed: bool = False
+    done: bool = False
+
+
 class InMemoryQuotaStore:
     """A fake with the same contract (thread-safe): counters and leases in dictionaries."""
 
@@ -277,12 +301,12 @@ class InMemoryQuotaStore:
         self._clock = clock
         self._lock = threading.Lock()
         self.counts: dict[str, int] = {}
-        #: "<licence>#<slot>" → [lease id, expiry, claimed, done]
-        self.leases: dict[str, list[Any]] = {}
+        #: "<licence>#<slot>" → its lease
+        self.leases: dict[str, _Lease] = {}
 
     def _free(self, key: str, now: float) -> bool:
         lease = self.leases.get(key)
-        return lease is None or lease[3] or lease[1] <= int(now)
+        return lease is None or lease.done or lease.expires_at <= int(now)
 
     def reserve(self, license_id: str, plan: Plan) -> Reservation:
         now = self._clock.now()
@@ -304,30 +328,30 @@ class InMemoryQuotaStore:
                 headers = refusal_headers(1, plan.concurrency, plan)
                 raise PlanThrottled("the plan's concurrent signings are all in flight", headers=headers)
             lease_id = random_id()
-            self.leases[f"{license_id}#{slot}"] = [lease_id, int(now) + LEASE_SECONDS, False, False]
+            self.leases[f"{license_id}#{slot}"] = _Lease(lease_id, int(now) + LEASE_SECONDS)
             self.counts[qps_key] = self.counts.get(qps_key, 0) + 1
             self.counts[day_key] = self.counts.get(day_key, 0) + 1
             return Reservation(
                 license_id, second, day, slot, lease_id, self.counts[qps_key], self.counts[day_key]
             )
 
-    def _lease(self, reservation: Reservation) -> list[Any] | None:
+    def _lease(self, reservation: Reservation) -> _Lease | None:
         lease = self.leases.get(f"{reservation.license_id}#{reservation.lease_slot}")
-        return lease if lease is not None and lease[0] == reservation.lease_id else None
+        return lease if lease is not None and lease.lease_id == reservation.lease_id else None
 
     def claim(self, reservation: Reservation) -> None:
         with self._lock:
             lease = self._lease(reservation)
-            if lease is None or lease[2] or lease[3]:
+            if lease is None or lease.claimed or lease.done:
                 raise InvalidRequest("the reservation was already used, given back or has lapsed")
-            lease[2] = True
+            lease.claimed = True
 
     def release(self, reservation: Reservation, *, refund: bool) -> bool:
         with self._lock:
             lease = self._lease(reservation)
-            if lease is None or lease[3]:
+            if lease is None or lease.done:
                 return False
-            lease[3] = True
+            lease.done = True
             if refund:
                 for counter in (
                     f"qps#{reservation.license_id}#{reservation.second}",

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import requests
@@ -42,6 +42,11 @@ from stellaops_signer.domain.release import (
     SIMPLE_SIGNING_MEDIA_TYPE,
     CandidateSignature,
 )
+
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
+    from mypy_boto3_ecr.client import ECRClient
+
+    from stellaops_signer.domain.jose import JsonObject
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -215,12 +220,12 @@ class RegistryClient:
             raise ReleaseUnverifiable(f"registry {registry} is not allow-listed")
         return f"{self._scheme(urlsplit('//' + registry).hostname or '')}://{registry}"
 
-    def _referrers(self, base: str, name: str, digest: str, budget: _Budget) -> list[dict[str, Any]] | None:
+    def _referrers(self, base: str, name: str, digest: str, budget: _Budget) -> list[JsonObject] | None:
         """The referrers' descriptors, following ``Link`` pages; None when the API is missing (404)."""
         url: str | None = (
             f"{base}/v2/{name}/referrers/{digest}?artifactType={quote(COSIGN_ARTIFACT_TYPE, safe='')}"
         )
-        descriptors: list[dict[str, Any]] = []
+        descriptors: list[JsonObject] = []
         for page in range(MAX_REFERRER_PAGES):
             assert url is not None
             answer = self._get(url, name, budget, accept="application/vnd.oci.image.index.v1+json")
@@ -275,7 +280,7 @@ class RegistryClient:
 
     def _manifest(
         self, base: str, name: str, reference: str, budget: _Budget, *, optional: bool = False
-    ) -> dict[str, Any] | None:
+    ) -> JsonObject | None:
         answer = self._get(
             f"{base}/v2/{name}/manifests/{reference}", name, budget, accept=", ".join(MANIFEST_TYPES)
         )
@@ -287,7 +292,7 @@ class RegistryClient:
             raise ReleaseUnverifiable("a manifest does not match its digest")
         return _object(body, "manifest")
 
-    def _blob(self, base: str, name: str, descriptor: dict[str, Any], budget: _Budget) -> bytes:
+    def _blob(self, base: str, name: str, descriptor: JsonObject, budget: _Budget) -> bytes:
         digest, size = _digest_of(descriptor), descriptor.get("size")
         if type(size) is not int or size < 0:
             raise ReleaseUnverifiable("a signature layer has a malformed descriptor")
@@ -416,11 +421,11 @@ class RegistryClient:
             answer.close()
         return b"".join(chunks)
 
-    def _json(self, answer: requests.Response, what: str, budget: _Budget) -> dict[str, Any]:
+    def _json(self, answer: requests.Response, what: str, budget: _Budget) -> JsonObject:
         return _object(self._body(answer, MAX_MANIFEST_BYTES, what, budget), what)
 
 
-def _object(body: bytes, what: str) -> dict[str, Any]:
+def _object(body: bytes, what: str) -> JsonObject:
     try:
         value = json.loads(body)
     except (ValueError, RecursionError):
@@ -430,7 +435,7 @@ def _object(body: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def _descriptors(document: dict[str, Any], member: str) -> list[dict[str, Any]]:
+def _descriptors(document: JsonObject, member: str) -> list[JsonObject]:
     """``manifests`` of an index or ``layers`` of a manifest: a list of objects, or absent."""
     value = document.get(member, [])
     if not isinstance(value, list) or not all(isinstance(d, dict) for d in value):
@@ -438,7 +443,7 @@ def _descriptors(document: dict[str, Any], member: str) -> list[dict[str, Any]]:
     return value
 
 
-def _digest_of(descriptor: dict[str, Any]) -> str:
+def _digest_of(descriptor: JsonObject) -> str:
     digest = descriptor.get("digest")
     if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise ReleaseUnverifiable("the registry answered a descriptor without a sha256 digest")
@@ -448,7 +453,7 @@ def _digest_of(descriptor: dict[str, Any]) -> str:
 class EcrAuthorization:
     """ECR registry credentials (``GetAuthorizationToken``), refreshed an hour before they expire."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: ECRClient) -> None:
         self._client = client
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None

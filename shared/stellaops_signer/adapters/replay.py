@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stellaops_signer.adapters.aws import AWS_FAILURES, is_conditional_failure
 from stellaops_signer.domain.errors import InvalidDpopProof
+
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
+    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 
 class DynamoDbReplayStore:
     """``attribute_not_exists(pk)``: of two requests racing with one proof, exactly one wins."""
 
-    def __init__(self, client: Any, table: str) -> None:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
         self._client = client
         self._table = table
 

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import requests
 
 from stellaops_signer.domain.errors import SigningUnavailable
+
+if TYPE_CHECKING:  # annotations only
+    from collections.abc import Mapping
+    from typing import TypedDict, Unpack
+
+    from stellaops_signer.domain.jose import JsonValue
+
+    class _Body(TypedDict, total=False):
+        """What a POST carries: ``data`` or ``json``, and its headers."""
+
+        data: bytes
+        json: JsonValue
+        headers: Mapping[str, str]
+
 
 TIMEOUT = (3.05, 10.0)
 ATTEMPTS = 3
@@ -23,7 +37,7 @@ def post_with_retries(
     *,
     limit: int,
     sleep: Callable[[float], None] = time.sleep,
-    **request: Any,
+    **request: Unpack[_Body],
 ) -> tuple[int, bytes]:
     """(status, body of at most ``limit`` bytes) of the first answer that is not a 5xx; raises
     SigningUnavailable naming ``what`` when every attempt timed out, failed or answered a 5xx, or

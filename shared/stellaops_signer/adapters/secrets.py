@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stellaops_signer.adapters.aws import AWS_FAILURES
 from stellaops_signer.domain.errors import ConfigurationError
 
+if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
 
-def read_secret(client: Any, secret_id: str) -> bytes:
+
+def read_secret(client: SecretsManagerClient, secret_id: str) -> bytes:
     """The secret's value as bytes; a missing or unreadable secret stops the cold start."""
     try:
         answer = client.get_secret_value(SecretId=secret_id)

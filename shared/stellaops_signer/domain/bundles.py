@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -21,6 +21,9 @@ from stellaops_signer.domain.dsse import Envelope
 from stellaops_signer.domain.jcs import canonicalize
 from stellaops_signer.domain.signing import SignedBy
 
+if TYPE_CHECKING:
+    from stellaops_signer.domain.jose import JsonObject
+
 SIGSTORE_BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
@@ -28,11 +31,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def signer_bundle(
-    envelope: Envelope, signed: SignedBy, mode: str, timestamps: Sequence[bytes]
-) -> dict[str, Any]:
+def signer_bundle(envelope: Envelope, signed: SignedBy, mode: str, timestamps: Sequence[bytes]) -> JsonObject:
     """The §3.2 ``bundle``."""
-    bundle: dict[str, Any] = {"dsse": envelope.to_json(), "mode": mode}
+    bundle: JsonObject = {"dsse": envelope.to_json(), "mode": mode}
     if signed.certificate_chain:
         bundle["certificateChain"] = list(signed.certificate_chain)
     bundle["signingIdentity"] = dict(signed.identity)
@@ -41,14 +42,14 @@ def signer_bundle(
     return bundle
 
 
-def bundle_digest(bundle: dict[str, Any]) -> str:
+def bundle_digest(bundle: JsonObject) -> str:
     """``bundleSha256``: the hex SHA-256 of the bundle's RFC 8785 form."""
     return hashlib.sha256(canonicalize(bundle)).hexdigest()
 
 
-def sigstore_bundle(envelope: Envelope, signed: SignedBy, timestamps: Sequence[bytes]) -> dict[str, Any]:
+def sigstore_bundle(envelope: Envelope, signed: SignedBy, timestamps: Sequence[bytes]) -> JsonObject:
     """A Sigstore bundle v0.3 around the same envelope."""
-    material: dict[str, Any]
+    material: JsonObject
     if signed.certificate_chain:
         leaf = x509.load_pem_x509_certificate(signed.certificate_chain[0].encode("ascii"))
         material = {"certificate": {"rawBytes": _b64(leaf.public_bytes(Encoding.DER))}}
@@ -68,15 +69,15 @@ def sigstore_bundle(envelope: Envelope, signed: SignedBy, timestamps: Sequence[b
 
 
 def answer_body(
-    bundle: dict[str, Any],
+    bundle: JsonObject,
     *,
-    sigstore: dict[str, Any] | None,
-    policy: dict[str, Any],
+    sigstore: JsonObject | None,
+    policy: JsonObject,
     audit_id: str,
     bundle_sha256: str,
-) -> dict[str, Any]:
+) -> JsonObject:
     """The §3.2 200 body."""
-    body: dict[str, Any] = {"bundle": bundle}
+    body: JsonObject = {"bundle": bundle}
     if sigstore is not None:
         body["sigstoreBundle"] = sigstore
     body.update(policy=policy, auditId=audit_id, bundleSha256=bundle_sha256)

@@ -14,11 +14,17 @@ import hmac
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from stellaops_signer.domain.errors import InvalidDpopProof, UseDpopNonce
-from stellaops_signer.domain.jose import PublicJwk, b64url, b64url_decode, sha256_b64url, strict_json
+from stellaops_signer.domain.jose import (
+    JsonObject,
+    PublicJwk,
+    b64url,
+    b64url_decode,
+    sha256_b64url,
+    strict_json,
+)
 from stellaops_signer.domain.tokens import CLOCK_SKEW_SECONDS, CompactJws, jwk_thumbprint
 
 PROOF_TYPE = "dpop+jwt"
@@ -155,7 +161,7 @@ def _proof_key(jwk_json: str) -> tuple[PublicJwk, str]:
     return PublicJwk.parse(jwk), jwk_thumbprint(jwk)
 
 
-def _claims(payload: bytes) -> dict[str, Any]:
+def _claims(payload: bytes) -> JsonObject:
     try:
         claims = strict_json(payload)
     except (ValueError, RecursionError):

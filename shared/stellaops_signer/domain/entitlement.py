@@ -10,12 +10,11 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.errors import EntitlementDenied, SignerError, TenantMismatch
 from stellaops_signer.domain.jcs import CanonicalizationError, canonicalize
-from stellaops_signer.domain.jose import strict_json
+from stellaops_signer.domain.jose import JsonObject, JsonValue, strict_json
 from stellaops_signer.domain.quota import Plan
 from stellaops_signer.domain.tokens import CompactJws, KeySet, check_time_claims, verify_jws
 
@@ -39,7 +38,7 @@ class Entitlement:
             )
 
 
-def poe_identity(header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+def poe_identity(header: Mapping[str, JsonValue], claims: Mapping[str, JsonValue]) -> str:
     """A PoE's identity (spec §5.1): SHA-256 of the RFC 8785 form of its protected header and claims.
 
     Not of its bytes: a re-encoded PoE (other member order or whitespace) or an (r, n−s) twin of
@@ -71,7 +70,7 @@ def verify_poe(
     principal: Principal,
     plans: Mapping[str, Plan],
     parsed: CompactJws | None = None,
-    verified: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    verified: tuple[JsonObject, JsonObject] | None = None,
     identity: str | None = None,
 ) -> Entitlement:
     """Verify a PoE JWT for ``principal`` (``parsed``: its JWS, if already split; ``verified``: its
@@ -105,21 +104,21 @@ def verify_poe(
     )
 
 
-def _identity(header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+def _identity(header: Mapping[str, JsonValue], claims: Mapping[str, JsonValue]) -> str:
     try:
         return poe_identity(header, claims)
     except CanonicalizationError:  # e.g. an integer beyond I-JSON: not a PoE we can name
         raise EntitlementDenied("the PoE claims are not I-JSON") from None
 
 
-def _text(claims: Mapping[str, Any], name: str) -> str:
+def _text(claims: Mapping[str, JsonValue], name: str) -> str:
     value = claims.get(name)
     if not isinstance(value, str) or not value:
         raise EntitlementDenied(f"the PoE needs {name}")
     return value
 
 
-def _check_confirmation(cnf: Any, principal: Principal) -> None:
+def _check_confirmation(cnf: JsonValue, principal: Principal) -> None:
     """An optional ``cnf`` binds the PoE to the sender key the request proved (spec §5.1)."""
     if cnf is None:
         return

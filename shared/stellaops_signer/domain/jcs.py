@@ -11,7 +11,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stellaops_signer.domain.jose import JsonValue
 
 _MAX_SAFE_INTEGER = 2**53 - 1
 _encode_string: Callable[[str], str] = json.encoder.encode_basestring
@@ -21,7 +24,7 @@ class CanonicalizationError(ValueError):
     """The value cannot be canonicalised (not I-JSON)."""
 
 
-def canonicalize(value: Any) -> bytes:
+def canonicalize(value: JsonValue) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of ``value``; raises CanonicalizationError.
 
     Documents without floats, out-of-range integers or object keys beyond U+D7FF (nearly
@@ -40,7 +43,7 @@ def canonicalize(value: Any) -> bytes:
         raise CanonicalizationError("string is not valid Unicode") from exc
 
 
-def _is_plain(value: Any) -> bool:
+def _is_plain(value: JsonValue) -> bool:
     """True when code-point key order and Python's integer/string output equal JCS's."""
     stack = [value]
     while stack:
@@ -65,7 +68,7 @@ def _utf16_key(key: str) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
 
-def _write(value: Any, out: Callable[[str], Any]) -> None:
+def _write(value: JsonValue, out: Callable[[str], object]) -> None:
     if isinstance(value, str):
         out(_encode_string(value))
     elif value is True:

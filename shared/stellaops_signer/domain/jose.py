@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -38,6 +38,14 @@ PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _MIN_RSA_BITS = 2048
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
+#: A JSON value as ``json.loads`` (or ``strict_json``) gives it, of a shape still to be checked: the
+#: package's one name for "really any" (everything else is typed).
+JsonValue: TypeAlias = Any
+#: A JSON object.
+JsonObject: TypeAlias = dict[str, JsonValue]
+#: The public keys a JWK can hold here (``PublicJwk.key``).
+PublicKey: TypeAlias = ec.EllipticCurvePublicKey | Ed25519PublicKey | rsa.RSAPublicKey
+
 
 def b64url(data: bytes) -> str:
     """base64url without padding (RFC 7515 §2)."""
@@ -56,14 +64,14 @@ def b64url_decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _unique_members(pairs: list[tuple[str, JsonValue]]) -> JsonObject:
     obj = dict(pairs)
     if len(obj) != len(pairs):  # RFC 7515 §4 / RFC 7519 §4: names MUST be unique; we do not pick one
         raise ValueError("duplicate member names")
     return obj
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> JsonValue:
     raise ValueError(f"{name} is not JSON")  # NaN and ±Infinity would pass every comparison
 
 
@@ -74,7 +82,7 @@ def _finite_float(literal: str) -> float:
     return value
 
 
-def strict_json(data: str | bytes) -> Any:
+def strict_json(data: str | bytes) -> JsonValue:
     """JSON as JOSE must read it: octets as UTF-8 only (RFC 7515 §5.2, RFC 7519 §7.2; ``json.loads``
     would also take UTF-16, UTF-32 and a BOM), duplicate member names and NaN/Infinity refused, so that
     no two parsers (the Authority's and ours) can read one header or claims set two ways. Raises
@@ -85,16 +93,16 @@ def strict_json(data: str | bytes) -> Any:
     )
 
 
-class AmbiguousObject(dict[str, Any]):
+class AmbiguousObject(dict[str, JsonValue]):
     """A JSON object that repeated a member name (what ``tolerant_json`` returns in its place)."""
 
 
-def _flag_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _flag_duplicates(pairs: list[tuple[str, JsonValue]]) -> JsonObject:
     obj = dict(pairs)
     return AmbiguousObject(obj) if len(obj) != len(pairs) else obj
 
 
-def tolerant_json(data: str | bytes) -> Any:
+def tolerant_json(data: str | bytes) -> JsonValue:
     """JSON where an object with duplicate names becomes an ``AmbiguousObject`` instead of failing the
     whole document: a JWKS with one such key stays usable for its other keys. Raises ValueError."""
     return json.loads(
@@ -110,10 +118,10 @@ class PublicJwk:
     crv: str | None
     alg: str | None
     kid: str | None
-    key: Any
+    key: PublicKey
 
     @classmethod
-    def parse(cls, jwk: Mapping[str, Any]) -> PublicJwk:
+    def parse(cls, jwk: Mapping[str, JsonValue]) -> PublicJwk:
         """Parse a public JWK; raises ValueError for private, malformed or unsupported keys."""
         if not isinstance(jwk, Mapping):
             raise ValueError("a JWK is a JSON object")
@@ -129,7 +137,7 @@ class PublicJwk:
             x, y = b64url_decode(jwk.get("x", "")), b64url_decode(jwk.get("y", ""))
             if len(x) != size or len(y) != size:
                 raise ValueError("EC coordinates have the wrong length")
-            key: Any = ec.EllipticCurvePublicNumbers(
+            key: PublicKey = ec.EllipticCurvePublicNumbers(
                 int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
             ).public_key()  # raises ValueError for a point not on the curve
         elif kty == "OKP":
@@ -178,11 +186,11 @@ class PublicJwk:
                 der = encode_dss_signature(
                     int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
                 )
-                self.key.verify(der, signing_input, ec.ECDSA(digest))
+                cast("ec.EllipticCurvePublicKey", self.key).verify(der, signing_input, ec.ECDSA(digest))
             elif self.kty == "OKP":
-                self.key.verify(signature, signing_input)
+                cast("Ed25519PublicKey", self.key).verify(signature, signing_input)
             else:
-                self.key.verify(
+                cast("rsa.RSAPublicKey", self.key).verify(
                     signature,
                     signing_input,
                     padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
@@ -197,7 +205,10 @@ __all__ = [
     "KEY_REQUIREMENTS",
     "PRIVATE_MEMBERS",
     "AmbiguousObject",
+    "JsonObject",
+    "JsonValue",
     "PublicJwk",
+    "PublicKey",
     "b64url",
     "b64url_decode",
     "sha256_b64url",

@@ -8,10 +8,13 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stellaops_signer.domain.errors import ConfigurationError, InvalidRequest
 from stellaops_signer.domain.jcs import canonicalize
+
+if TYPE_CHECKING:
+    from stellaops_signer.domain.jose import JsonObject, JsonValue
 
 #: A lease outlives the longest signing (the functions time out at 29 s): a crashed
 #: invocation frees its concurrency slot within this many seconds.
@@ -28,7 +31,7 @@ class Plan:
     dailySignatures: int
 
     @classmethod
-    def parse(cls, name: str, raw: Any) -> Plan:
+    def parse(cls, name: str, raw: JsonValue) -> Plan:
         fields_ = ("qps", "concurrency", "maxArtifactBytes", "dailySignatures")
         if not isinstance(raw, dict) or set(raw) != set(fields_):
             raise ConfigurationError(f"SIGNER_PLANS: plan {name!r} needs exactly {', '.join(fields_)}")
@@ -56,19 +59,19 @@ _RESERVATION_FIELDS = {f.name: f.type for f in fields(Reservation)}
 _MAC_CONTEXT = b"stellaops-signer-reservation-v1|"
 
 
-def _mac(key: bytes, tenant: str, values: Mapping[str, Any]) -> str:
+def _mac(key: bytes, tenant: str, values: Mapping[str, JsonValue]) -> str:
     material = canonicalize({"tenant": tenant, **values})
     return hmac.new(key, _MAC_CONTEXT + material, hashlib.sha256).hexdigest()
 
 
-def seal_reservation(reservation: Reservation, tenant: str, key: bytes) -> dict[str, Any]:
+def seal_reservation(reservation: Reservation, tenant: str, key: bytes) -> JsonObject:
     """A reservation as it travels between pipeline steps (spec §5.2, §6): its fields, the tenant
     it was taken for and an HMAC-SHA256 over both, so that it is evidence rather than a claim."""
     values = asdict(reservation)
     return {**values, "tenant": tenant, "mac": _mac(key, tenant, values)}
 
 
-def open_reservation(sealed: Any, tenant: str, key: bytes) -> Reservation:
+def open_reservation(sealed: JsonValue, tenant: str, key: bytes) -> Reservation:
     """The reservation a pipeline step handed on, if authentic and taken for ``tenant``;
     raises InvalidRequest for a forged, altered, foreign or malformed one."""
     if not isinstance(sealed, Mapping) or set(sealed) != {*_RESERVATION_FIELDS, "tenant", "mac"}:
@@ -137,7 +140,7 @@ def refusal_headers(seconds: int, limit: int, plan: Plan) -> dict[str, str]:
     }
 
 
-def policy_block(plan_name: str, license_id: str, plan: Plan, reservation: Reservation) -> dict[str, Any]:
+def policy_block(plan_name: str, license_id: str, plan: Plan, reservation: Reservation) -> JsonObject:
     """The ``policy`` of the §3.2 answer."""
     return {
         "plan": plan_name,

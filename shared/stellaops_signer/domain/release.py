@@ -15,14 +15,13 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
-from stellaops_signer.domain.jose import sha256_b64url
+from stellaops_signer.domain.jose import JsonObject, sha256_b64url
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -85,9 +84,9 @@ class ReleaseVerdict:
     cached: bool = False
     signers: tuple[str, ...] = field(default_factory=tuple)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         """The §3.3 answer."""
-        body: dict[str, Any] = {"digest": self.digest, "trusted": self.trusted}
+        body: JsonObject = {"digest": self.digest, "trusted": self.trusted}
         if self.trusted:
             body.update(
                 repository=self.repository,
@@ -101,11 +100,11 @@ class ReleaseVerdict:
         body["cached"] = self.cached
         return body
 
-    def to_cache(self) -> dict[str, Any]:
+    def to_cache(self) -> JsonObject:
         return {k: getattr(self, k) for k in self.__slots__ if k != "cached"}
 
     @classmethod
-    def from_cache(cls, data: dict[str, Any]) -> ReleaseVerdict:
+    def from_cache(cls, data: JsonObject) -> ReleaseVerdict:
         data = dict(data)
         data["signers"] = tuple(data.get("signers", ()))
         return cls(**data, cached=True)
@@ -129,7 +128,7 @@ def evaluate(
     digest: str, candidates: Iterable[CandidateSignature], keys: Sequence[TrustedKey]
 ) -> ReleaseVerdict:
     """Decide whether ``digest`` is a genuine release (spec §5.3); never raises."""
-    findings: list[tuple[TrustedKey, CandidateSignature, dict[str, Any]]] = []
+    findings: list[tuple[TrustedKey, CandidateSignature, JsonObject]] = []
     for candidate in candidates:
         key = _verifying_key(candidate, keys)
         if key is None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from stellaops_signer.domain.errors import InvalidRequest, UnsupportedPredicateType
 from stellaops_signer.domain.jcs import CanonicalizationError, canonicalize
-from stellaops_signer.domain.jose import strict_json
+from stellaops_signer.domain.jose import JsonObject, JsonValue, strict_json
 from stellaops_signer.domain.predicates import PredicateCatalogue
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -58,7 +58,7 @@ class SignRequest(_Strict):
 
     subject: Annotated[list[Subject], Field(min_length=1, max_length=MAX_SUBJECTS)]
     predicateType: Annotated[str, StringConstraints(min_length=1, max_length=256)]
-    predicate: dict[str, Any]
+    predicate: JsonObject
     scannerImageDigest: ImageDigest
     poe: ProofOfEntitlement
     options: SigningOptions = SigningOptions()
@@ -77,7 +77,7 @@ class SignRequest(_Strict):
         return cls.from_mapping(parse_json_object(body))
 
     @classmethod
-    def from_mapping(cls, data: Any) -> SignRequest:
+    def from_mapping(cls, data: JsonValue) -> SignRequest:
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -86,7 +86,7 @@ class SignRequest(_Strict):
             raise InvalidRequest(f"{where}: {first['msg']}") from None
 
 
-def parse_json_object(body: str | bytes | None) -> dict[str, Any]:
+def parse_json_object(body: str | bytes | None) -> JsonObject:
     """Parse I-JSON (RFC 7493): no duplicate names, no NaN/Infinity; the top level is an object."""
     if body is None or body == "" or body == b"":
         raise InvalidRequest("a JSON body is required")

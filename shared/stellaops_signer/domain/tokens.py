@@ -11,13 +11,15 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from stellaops_signer.domain.errors import EntitlementDenied, InvalidDpopProof, InvalidToken, SignerError
 from stellaops_signer.domain.jose import (
     KEY_REQUIREMENTS,
     PRIVATE_MEMBERS,
     AmbiguousObject,
+    JsonObject,
+    JsonValue,
     PublicJwk,
     b64url_decode,
     sha256_b64url,
@@ -49,7 +51,7 @@ class KeySet:
         self._by_kid = {k.kid: k for k in keys if k.kid is not None}
 
     @classmethod
-    def from_jwks(cls, jwks: Any) -> KeySet:
+    def from_jwks(cls, jwks: JsonValue) -> KeySet:
         """The usable keys of a JWKS (RFC 7517 §5): unsupported or malformed keys are skipped, so that
         an issuer publishing, say, a P-521 key beside its P-256 one keeps working. Raises ValueError for
         a document that is not a JWKS, one without a usable key, or two keys sharing a ``kid`` (which
@@ -83,7 +85,7 @@ class KeySet:
         return self._by_kid.get(kid)
 
 
-def _skippable_secret(jwk: dict[str, Any]) -> set[str]:
+def _skippable_secret(jwk: JsonObject) -> set[str]:
     """An ``oct`` key's ``k`` is a secret the JWKS should not hold, but no asymmetric key: skipped, not
     fatal. ``d``, ``p``, ``q``… are asymmetric private members whatever ``kty`` says (it may even be
     repeated, one reader taking ``EC`` and another ``oct``), so they always refuse the document."""
@@ -111,7 +113,7 @@ class OpToken:
 class CompactJws:
     """A JWS in compact serialization (RFC 7515 §7.1), decoded but not yet verified."""
 
-    header: dict[str, Any]
+    header: JsonObject
     signing_input: bytes
     payload: bytes
     signature: bytes
@@ -154,7 +156,7 @@ def _parse_cached(token: str) -> CompactJws | str:
 
 def verify_jws(
     token: str | CompactJws, keys: KeySet, error: type[SignerError] = InvalidToken
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[JsonObject, JsonObject]:
     """Verify a compact JWS against ``keys``; return (header, claims). Raises ``error``."""
     jws = token if isinstance(token, CompactJws) else CompactJws.parse(token, error)
     header = jws.header
@@ -182,7 +184,7 @@ def verify_jws(
 
 
 def check_time_claims(
-    claims: Mapping[str, Any],
+    claims: Mapping[str, JsonValue],
     now: float,
     *,
     max_lifetime: int | None,
@@ -214,11 +216,11 @@ class SignatureCache:
     def __init__(self, ttl: float = 300.0, size: int = 4096) -> None:
         self._ttl = ttl
         self._size = size
-        self._entries: dict[str, tuple[float, KeySet, dict[str, Any], dict[str, Any]]] = {}
+        self._entries: dict[str, tuple[float, KeySet, JsonObject, JsonObject]] = {}
 
     def verify(
         self, jws: CompactJws, text: str, keys: KeySet, now: float, error: type[SignerError] = InvalidToken
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[JsonObject, JsonObject]:
         hit = self._entries.get(text)
         if hit is not None and hit[0] > now and hit[1] is keys:
             return hit[2], hit[3]
@@ -229,7 +231,7 @@ class SignatureCache:
         return header, claims
 
 
-def _required_string(claims: Mapping[str, Any], name: str) -> str:
+def _required_string(claims: Mapping[str, JsonValue], name: str) -> str:
     value = claims.get(name)
     if not isinstance(value, str) or not value:
         raise InvalidToken(f"claim {name!r} is required")
@@ -243,7 +245,7 @@ def verify_op_token(
     issuer: str,
     now: float,
     max_lifetime: int,
-    verified: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    verified: tuple[JsonObject, JsonObject] | None = None,
 ) -> OpToken:
     """Verify an OpTok per spec §3.1 (``verified``: its signature's result, already checked); raises
     InvalidToken naming the first rule it breaks."""
@@ -277,7 +279,7 @@ def verify_op_token(
     )
 
 
-def _confirmation(cnf: Any) -> tuple[ConfirmationKind, str]:
+def _confirmation(cnf: JsonValue) -> tuple[ConfirmationKind, str]:
     """RFC 7800 ``cnf`` with exactly one of ``jkt`` (RFC 9449 §6) or ``x5t#S256`` (RFC 8705 §3.1)."""
     if not isinstance(cnf, dict):
         raise InvalidToken("the token is not sender-constrained (no cnf)")
@@ -295,7 +297,7 @@ def _confirmation(cnf: Any) -> tuple[ConfirmationKind, str]:
 _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
 
 
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+def jwk_thumbprint(jwk: Mapping[str, JsonValue]) -> str:
     """RFC 7638 JWK SHA-256 thumbprint, base64url without padding; raises ValueError."""
     members = _THUMBPRINT_MEMBERS.get(str(jwk.get("kty")))
     if members is None or any(not isinstance(jwk.get(m), str) for m in members):

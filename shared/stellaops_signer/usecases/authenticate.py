@@ -8,7 +8,6 @@ certificate (``Bearer``, RFC 8705) or a DPoP key (``DPoP``, RFC 9449). A direct 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from stellaops_signer.domain.authorization import check_tenant
 from stellaops_signer.domain.binding import Principal, verify_certificate_binding
@@ -70,13 +69,13 @@ class TokenVerifier:
             verified=self._signatures.verify(jws, token, keys, now),
         )
 
-    def authenticate_iam(self, token: Any) -> Principal:
+    def authenticate_iam(self, token: object) -> Principal:
         """A direct invocation (IAM-authenticated): the OpTok is verified, the binding is ``iam``."""
         if not isinstance(token, str) or not token:
             raise InvalidToken("opToken is required")
         return Principal.from_token(self.verify(token), "iam")
 
-    def authenticate_step(self, token: Any, tenant: Any) -> Principal:
+    def authenticate_step(self, token: object, tenant: object) -> Principal:
         """The pipeline's Authenticate step: the OpTok (binding ``iam``) and, when the execution
         names a tenant, that it is the token's — as ``X-StellaOps-Tenant`` is checked over HTTP.
         Raises InvalidToken or TenantMismatch."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stellaops_signer.domain.authorization import SIGN_SCOPE, VERIFY_SCOPE, authorize
 from stellaops_signer.domain.binding import Principal
@@ -18,6 +18,9 @@ from stellaops_signer.domain.quota import (
 from stellaops_signer.ports import Clock, QuotaStore
 from stellaops_signer.usecases.entitlement import EntitlementChecker
 from stellaops_signer.usecases.meta import RequestMeta
+
+if TYPE_CHECKING:
+    from stellaops_signer.domain.jose import JsonObject, JsonValue
 
 
 class QuotaDesk:
@@ -36,7 +39,7 @@ class QuotaDesk:
 
     def status(
         self, principal: Principal, poe: str | None, meta: RequestMeta
-    ) -> tuple[dict[str, Any], dict[str, str]]:
+    ) -> tuple[JsonObject, dict[str, str]]:
         """``GET /api/v1/signer/quota``: the answer and its ``RateLimit-*`` headers (spec §3.6).
         Raises EntitlementDenied, TenantMismatch, InsufficientScope."""
         authorize(principal, (SIGN_SCOPE, VERIFY_SCOPE), meta.tenant_header)
@@ -70,7 +73,7 @@ class QuotaDesk:
             },
         }, headers
 
-    def reserve(self, principal: Principal, poe: str | None, artifact_bytes: Any) -> dict[str, Any]:
+    def reserve(self, principal: Principal, poe: str | None, artifact_bytes: object) -> JsonObject:
         """The pipeline's CheckQuota step: entitlement and a sealed reservation SignDsse then uses
         (once). Raises InvalidRequest, InsufficientScope, EntitlementDenied, ArtifactTooLarge,
         PlanThrottled, QuotaExhausted."""
@@ -85,7 +88,7 @@ class QuotaDesk:
         sealed = seal_reservation(reservation, principal.tenant, self._reservation_key())
         return {"reservation": sealed, "plan": entitlement.plan_name}
 
-    def release(self, principal: Principal, sealed: Any) -> dict[str, Any]:
+    def release(self, principal: Principal, sealed: JsonValue) -> JsonObject:
         """The pipeline's compensation: give back what a failed execution reserved. Only an authentic
         reservation of the caller's tenant, and only once: ``released`` says whether this call gave
         the units back (False: given back before, or its signing succeeded). Raises InvalidRequest."""

@@ -6,9 +6,14 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from stellaops_signer.domain.sizing import LAMBDA_RESPONSE_BYTES
+
+if TYPE_CHECKING:  # annotations only
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from stellaops_signer.domain.jose import JsonValue
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +31,7 @@ class RequestMeta:
     #: The most an answer may weigh on its way back (None: it travels by reference, spec §6).
     carrier_limit: int | None = LAMBDA_RESPONSE_BYTES
     #: The Lambda context (remaining time), when there is one.
-    lambda_context: Any = None
+    lambda_context: LambdaContext | None = None
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -42,7 +47,9 @@ def body_digest(body: bytes | None) -> str:
         return hashlib.sha256(raw).hexdigest()
 
 
-def direct_request_meta(request: Any, route: str, idempotency_key: Any, correlation_id: str) -> RequestMeta:
+def direct_request_meta(
+    request: JsonValue, route: str, idempotency_key: object, correlation_id: str
+) -> RequestMeta:
     """A direct invocation's RequestMeta: the request's size and digest measured on its compact JSON
     (what ``maxArtifactBytes`` and an Idempotency-Key's retries are about)."""
     body = json.dumps(request, separators=(",", ":")).encode()

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from stellaops_signer.domain.audit import AuditRecord, Decision, iso_time
 from stellaops_signer.domain.authorization import SIGN_SCOPE, authorize
@@ -41,16 +41,42 @@ from stellaops_signer.ports import (
 from stellaops_signer.usecases.meta import RequestMeta
 
 if TYPE_CHECKING:
+    from typing import TypedDict, Unpack
+
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
+
+    from stellaops_signer.domain.jose import JsonObject, JsonValue
     from stellaops_signer.domain.release import TrustedKey
     from stellaops_signer.usecases.entitlement import EntitlementChecker
     from stellaops_signer.usecases.verify_release import ReleaseVerifier
+
+    class _Known(TypedDict, total=False):
+        """What an audit record says of the request, once it is known."""
+
+        license_id: str
+        plan: str
+        poe_sha256: str
+        scanner_digest: str
+        predicate_type: str
+        subject_digests: tuple[str, ...]
+
+    class _Outcome(TypedDict, total=False):
+        """What an audit record says of the outcome."""
+
+        error_code: str
+        mode: str
+        key_id: str
+        certificate_serial: str
+        bundle_sha256: str
+        replay_of: str
+
 
 __all__ = ["RequestMeta", "SignDsse", "SignResult", "keys_document"]
 
 
 @dataclass(frozen=True, slots=True)
 class SignResult:
-    body: dict[str, Any]
+    body: JsonObject
     headers: dict[str, str]
 
 
@@ -113,7 +139,7 @@ class SignDsse:
         principal: Principal,
         request: Callable[[], SignRequest],
         meta: RequestMeta,
-        reservation: Mapping[str, Any] | None = None,
+        reservation: Mapping[str, JsonValue] | None = None,
     ) -> SignResult:
         """Sign a request; ``request`` parses lazily so that a malformed body is audited too.
 
@@ -138,7 +164,7 @@ class SignDsse:
         principal: Principal,
         request: Callable[[], SignRequest],
         meta: RequestMeta,
-        sealed: Mapping[str, Any] | None,
+        sealed: Mapping[str, JsonValue] | None,
         attempt: _Attempt,
     ) -> SignResult:
         # 1. What they may do: scope, and the tenant header.
@@ -190,7 +216,9 @@ class SignDsse:
             return result
         return self._sign(principal, statement, parsed, entitlement, signer, meta, attempt)
 
-    def _open(self, sealed: Mapping[str, Any], principal: Principal, entitlement: Entitlement) -> Reservation:
+    def _open(
+        self, sealed: Mapping[str, JsonValue], principal: Principal, entitlement: Entitlement
+    ) -> Reservation:
         """A pipeline's reservation: authentic, this tenant's and this licence's (spec §5.2)."""
         if self._reservation_key is None:
             raise InvalidRequest("this entry point takes no reservation")
@@ -259,15 +287,22 @@ class SignDsse:
         )
 
     def _record(
-        self, principal: Principal, meta: RequestMeta, attempt: _Attempt, decision: Decision, **fields: Any
+        self,
+        principal: Principal,
+        meta: RequestMeta,
+        attempt: _Attempt,
+        decision: Decision,
+        **fields: Unpack[_Outcome],
     ) -> AuditRecord:
-        extra: dict[str, Any] = {}
+        extra: _Known = {}
         entitlement, request = attempt.entitlement, attempt.parsed
         if entitlement is not None:
             extra.update(
-                license_id=entitlement.license_id,
-                plan=entitlement.plan_name,
-                poe_sha256=entitlement.poe_sha256,
+                {
+                    "license_id": entitlement.license_id,
+                    "plan": entitlement.plan_name,
+                    "poe_sha256": entitlement.poe_sha256,
+                }
             )
         if request is not None:
             if "poe_sha256" not in extra:  # a PoE refused before its identity was known
@@ -304,7 +339,7 @@ class SignDsse:
             logger.warning("denial not audited", extra={"code": error.code, "auditId": attempt.audit_id})
 
 
-def _stored(result: SignResult) -> dict[str, Any]:
+def _stored(result: SignResult) -> JsonObject:
     """What the idempotency store keeps for the retries."""
     return {"body": result.body, "headers": result.headers}
 
@@ -315,7 +350,7 @@ def keys_document(
     *,
     keyless_authorities: Sequence[str] = (),
     timestamp_authorities: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> JsonObject:
     """Verification material for offline verifiers (spec §3.5): every KMS key the installation has
     used (active and retired, with its window), the keyless CA's roots and intermediates (PEM), the
     timestamp authority's chain (PEM) and the release keys."""
@@ -327,9 +362,10 @@ def keys_document(
     def rfc3339(moment: datetime) -> str:
         return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
-    def entry(key: PublishedKey) -> dict[str, Any]:
-        numbers = cast("Any", load_pem_public_key(key.public_key_pem.encode("ascii"))).public_numbers()
-        published: dict[str, Any] = {
+    def entry(key: PublishedKey) -> JsonObject:
+        public_key = cast("EllipticCurvePublicKey", load_pem_public_key(key.public_key_pem.encode("ascii")))
+        numbers = public_key.public_numbers()
+        published: JsonObject = {
             "keyid": key.keyid,
             "keyArn": key.key_ref,
             "algorithm": "ECDSA_P256_SHA256",
