@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +29,24 @@ HEADERS = {
 }
 CALLER_X5T = CONTEXT["senderKey"]  # the thumbprint of the event's client certificate
 CALLER_JKT = "DPoP-key-thumbprint-of-the-caller-000000000"
+MTLS_CALLER = CONTEXT  # the event's caller, bound to its client certificate
+DPOP_CALLER = {**CONTEXT, "binding": "dpop", "senderKey": CALLER_JKT}
+OTHER_CERT = "<the other_cert fixture's thumbprint>"  # a cnf value, filled in by the test
+ANOTHER_JKT = "another-DPoP-key-thumbprint-000000000000000"
+EVIL_ISSUER = "https://licensing.evil.example"
+
+#: Outcomes: the answer's status and §3.6 code.
+SIGNED = (200, None)
+DENIED = (403, "entitlement_denied")
+MISMATCH = (403, "tenant_mismatch")
+UNAVAILABLE = (503, "entitlement_unavailable")
+
+
+@dataclass(frozen=True)
+class Now:
+    """A time claim: the moment the PoE is minted, plus ``seconds``."""
+
+    seconds: int
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -57,6 +77,24 @@ def _refused(
     assert denials[0]["poe_sha256"] == poe_identity(poe)
     assert all(poe not in json.dumps(r) for r in aws.audit_records())
     return body
+
+
+def _answers(
+    handlers: Any, aws: Any, poe: str, outcome: tuple[int, str | None], context: dict[str, Any] | None = None
+) -> None:
+    """THEN the request is signed, or refused with ``outcome`` as ``_refused`` checks it."""
+    status, code = outcome
+    if code is None:
+        _signed(handlers, poe, context)
+    else:
+        _refused(handlers, aws, poe, status, code, context)
+
+
+def _poe(licensing: LocalLicensing, now: float | None = None, **args: Any) -> str:
+    """``poe_for(licensing, now=now, **args)``, each Now counted from ``now`` (else the wall clock)."""
+    at = int(now if now is not None else time.time())
+    resolved = {name: at + v.seconds if isinstance(v, Now) else v for name, v in args.items()}
+    return poe_for(licensing, now=now, **resolved)
 
 
 def _claims(licensing: LocalLicensing, **overrides: Any) -> dict[str, Any]:
@@ -93,16 +131,7 @@ def test_valid_poe_is_accepted_and_audited_by_its_hash(aws: Any, handlers: Any, 
     assert poe not in json.dumps(record)
 
 
-def test_poe_bound_to_the_callers_certificate_is_accepted(aws: Any, handlers: Any, licensing: Any) -> None:
-    _signed(handlers, poe_for(licensing, cnf={"x5t#S256": CALLER_X5T}))
-
-
-def test_poe_bound_to_the_callers_dpop_key_is_accepted(aws: Any, handlers: Any, licensing: Any) -> None:
-    dpop_caller = {**CONTEXT, "binding": "dpop", "senderKey": CALLER_JKT}
-    _signed(handlers, poe_for(licensing, cnf={"jkt": CALLER_JKT}), dpop_caller)
-
-
-# --- the refusals of §5.1 --------------------------------------------------------------------
+# --- the checks of §5.1 ----------------------------------------------------------------------
 
 
 def test_request_without_a_poe_is_an_invalid_request(aws: Any, handlers: Any) -> None:
@@ -111,115 +140,116 @@ def test_request_without_a_poe_is_an_invalid_request(aws: Any, handlers: Any) ->
     assert (answer["statusCode"], json.loads(answer["body"])["code"]) == (400, "invalid_request")
 
 
-@pytest.mark.parametrize("value", ["not-a-jwt", "a.b.c", "eyJhbGciOiJFUzI1NiJ9.e30", "...."])
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("not-a-jwt", id="not a JWS"),
+        pytest.param("a.b.c", id="three parts of junk"),
+        pytest.param("eyJhbGciOiJFUzI1NiJ9.e30", id="no signature part"),
+        pytest.param("....", id="only dots"),
+    ],
+)
 def test_malformed_poe_is_denied(aws: Any, handlers: Any, value: str) -> None:
     _refused(handlers, aws, value, 403, "entitlement_denied")
 
 
-def test_poe_signed_by_another_key_with_the_licensing_kid_is_denied(
-    aws: Any, handlers: Any, licensing: Any
-) -> None:
-    forged = licensing.mint(_claims(licensing), key=ec.generate_private_key(ec.SECP256R1()))
-    _refused(handlers, aws, forged, 403, "entitlement_denied")
+def _signed_by_another_key(licensing: LocalLicensing) -> str:
+    return licensing.mint(_claims(licensing), key=ec.generate_private_key(ec.SECP256R1()))
 
 
-def test_poe_with_a_tampered_payload_is_denied(aws: Any, handlers: Any, licensing: Any) -> None:
+def _payload_swapped_for_a_richer_one(licensing: LocalLicensing) -> str:
     header, _, signature = poe_for(licensing).split(".")
     richer = licensing.mint(_claims(licensing, plan="enterprise")).split(".")[1]
-    _refused(handlers, aws, f"{header}.{richer}.{signature}", 403, "entitlement_denied")
-
-
-def test_poe_from_another_issuer_is_denied(aws: Any, handlers: Any, licensing: Any) -> None:
-    poe = poe_for(licensing, iss="https://licensing.evil.example")
-    _refused(handlers, aws, poe, 403, "entitlement_denied")
-
-
-def test_expired_poe_is_denied(aws: Any, handlers: Any, licensing: Any) -> None:
-    now = int(time.time())
-    poe = poe_for(licensing, iat=now - 3600, nbf=now - 3600, exp=now - 120)
-    _refused(handlers, aws, poe, 403, "entitlement_denied")
-
-
-def test_poe_not_yet_valid_is_denied(aws: Any, handlers: Any, licensing: Any) -> None:
-    poe = poe_for(licensing, nbf=int(time.time()) + 120)
-    _refused(handlers, aws, poe, 403, "entitlement_denied")
-
-
-def test_poe_of_another_tenant_is_a_tenant_mismatch(aws: Any, handlers: Any, licensing: Any) -> None:
-    _refused(handlers, aws, poe_for(licensing, tenant="tenant-b"), 403, "tenant_mismatch")
-
-
-def test_poe_of_another_installation_is_a_tenant_mismatch(aws: Any, handlers: Any, licensing: Any) -> None:
-    _refused(handlers, aws, poe_for(licensing, installation="inst-2"), 403, "tenant_mismatch")
-
-
-def test_poe_bound_to_another_certificate_is_denied(
-    aws: Any, handlers: Any, licensing: Any, other_cert: Any
-) -> None:
-    poe = poe_for(licensing, cnf={"x5t#S256": certificate_thumbprint(other_cert.pem())})
-    _refused(handlers, aws, poe, 403, "entitlement_denied")
-
-
-def test_poe_bound_to_another_dpop_key_is_denied(aws: Any, handlers: Any, licensing: Any) -> None:
-    dpop_caller = {**CONTEXT, "binding": "dpop", "senderKey": CALLER_JKT}
-    poe = poe_for(licensing, cnf={"jkt": "another-DPoP-key-thumbprint-000000000000000"})
-    _refused(handlers, aws, poe, 403, "entitlement_denied", dpop_caller)
+    return f"{header}.{richer}.{signature}"
 
 
 @pytest.mark.parametrize(
-    ("case", "cnf"),
+    "forge",
     [
-        ("jkt for an mTLS caller, even with the certificate's thumbprint", {"jkt": CALLER_X5T}),
-        ("both members", {"jkt": CALLER_JKT, "x5t#S256": CALLER_X5T}),
-        ("an unknown member", {"x5t": CALLER_X5T}),
-        ("not an object", [CALLER_X5T]),
-        ("a non-string thumbprint", {"x5t#S256": 42}),
+        pytest.param(_signed_by_another_key, id="signed by another key with the Licensing's kid"),
+        pytest.param(_payload_swapped_for_a_richer_one, id="tampered payload"),
     ],
 )
-def test_poe_bound_to_the_wrong_kind_of_sender_key_is_denied(
-    aws: Any, handlers: Any, licensing: Any, case: str, cnf: Any
+def test_forged_poe_is_denied(
+    aws: Any, handlers: Any, licensing: Any, forge: Callable[[LocalLicensing], str]
 ) -> None:
-    _refused(handlers, aws, poe_for(licensing, cnf=cnf), 403, "entitlement_denied")
-
-
-def test_poe_with_an_unknown_plan_is_denied(aws: Any, handlers: Any, licensing: Any) -> None:
-    _refused(handlers, aws, poe_for(licensing, plan="enterprise"), 403, "entitlement_denied")
-
-
-def test_scanner_released_after_the_licence_window_is_denied(aws: Any, handlers: Any, licensing: Any) -> None:
-    """The verified scanner is a 2027 release; this licence covers releases up to 2026."""
-    _refused(handlers, aws, poe_for(licensing, valid_release_year=2026), 403, "entitlement_denied")
-
-
-def test_scanner_released_in_the_last_covered_year_is_accepted(
-    aws: Any, handlers: Any, licensing: Any
-) -> None:
-    _signed(handlers, poe_for(licensing, valid_release_year=2027))
+    _refused(handlers, aws, forge(licensing), 403, "entitlement_denied")
 
 
 @pytest.mark.parametrize(
-    ("case", "overrides"),
+    ("args", "outcome"),
     [
-        ("no license_id", {"license_id": None}),
-        ("empty license_id", {"license_id": ""}),
-        ("sub is not the licence id", {"sub": "LIC-OTHER"}),
-        ("no customer_id", {"customer_id": None}),
-        ("no plan", {"plan": None}),
-        ("no valid_release_year", {"valid_release_year": None}),
-        ("valid_release_year a string", {"valid_release_year": "2027"}),
-        ("valid_release_year a float", {"valid_release_year": 2027.0}),
-        ("valid_release_year a boolean", {"valid_release_year": True}),
-        ("no exp", {"exp": None}),
-        ("no iat", {"iat": None}),
+        # poe_for's arguments (None removes a claim) → the outcome; the scanner is a 2027 release
+        pytest.param({"valid_release_year": 2027}, SIGNED, id="licence covers the scanner's year"),
+        pytest.param({"valid_release_year": 2026}, DENIED, id="scanner released after the licence window"),
+        pytest.param({"iss": EVIL_ISSUER}, DENIED, id="another issuer"),
+        pytest.param({"iat": Now(-3600), "nbf": Now(-3600), "exp": Now(-120)}, DENIED, id="expired"),
+        pytest.param({"nbf": Now(+120)}, DENIED, id="not yet valid"),
+        pytest.param({"tenant": "tenant-b"}, MISMATCH, id="another tenant"),
+        pytest.param({"installation": "inst-2"}, MISMATCH, id="another installation"),
+        pytest.param({"plan": "enterprise"}, DENIED, id="unknown plan"),
+        # a required claim missing or mistyped
+        pytest.param({"license_id": None}, DENIED, id="no license_id"),
+        pytest.param({"license_id": ""}, DENIED, id="empty license_id"),
+        pytest.param({"sub": "LIC-OTHER"}, DENIED, id="sub is not the licence id"),
+        pytest.param({"customer_id": None}, DENIED, id="no customer_id"),
+        pytest.param({"plan": None}, DENIED, id="no plan"),
+        pytest.param({"valid_release_year": None}, DENIED, id="no valid_release_year"),
+        pytest.param({"valid_release_year": "2027"}, DENIED, id="valid_release_year a string"),
+        pytest.param({"valid_release_year": 2027.0}, DENIED, id="valid_release_year a float"),
+        pytest.param({"valid_release_year": True}, DENIED, id="valid_release_year a boolean"),
+        pytest.param({"exp": None}, DENIED, id="no exp"),
+        pytest.param({"iat": None}, DENIED, id="no iat"),
     ],
 )
-def test_poe_missing_a_required_claim_is_denied(
-    aws: Any, handlers: Any, licensing: Any, case: str, overrides: dict[str, Any]
+def test_poe_claims_decide_the_outcome(
+    aws: Any, handlers: Any, licensing: Any, args: dict[str, Any], outcome: tuple[int, str | None]
 ) -> None:
-    _refused(handlers, aws, poe_for(licensing, **overrides), 403, "entitlement_denied")
+    _answers(handlers, aws, _poe(licensing, **args), outcome)
+
+
+@pytest.mark.parametrize(
+    ("caller", "cnf", "outcome"),
+    [
+        # the caller, the PoE's cnf → the outcome: only the caller's own key, of its kind, is accepted
+        pytest.param(MTLS_CALLER, {"x5t#S256": CALLER_X5T}, SIGNED, id="mTLS caller, its certificate"),
+        pytest.param(DPOP_CALLER, {"jkt": CALLER_JKT}, SIGNED, id="DPoP caller, its key"),
+        pytest.param(MTLS_CALLER, {"x5t#S256": OTHER_CERT}, DENIED, id="mTLS caller, another certificate"),
+        pytest.param(DPOP_CALLER, {"jkt": ANOTHER_JKT}, DENIED, id="DPoP caller, another key"),
+        # the wrong kind of sender key, for an mTLS caller
+        pytest.param(MTLS_CALLER, {"jkt": CALLER_X5T}, DENIED, id="jkt, even of the certificate"),
+        pytest.param(MTLS_CALLER, {"jkt": CALLER_JKT, "x5t#S256": CALLER_X5T}, DENIED, id="both members"),
+        pytest.param(MTLS_CALLER, {"x5t": CALLER_X5T}, DENIED, id="an unknown member"),
+        pytest.param(MTLS_CALLER, [CALLER_X5T], DENIED, id="not an object"),
+        pytest.param(MTLS_CALLER, {"x5t#S256": 42}, DENIED, id="a non-string thumbprint"),
+    ],
+)
+def test_poe_bound_to_a_sender_key(
+    aws: Any,
+    handlers: Any,
+    licensing: Any,
+    other_cert: Any,
+    caller: dict[str, Any],
+    cnf: Any,
+    outcome: tuple[int, str | None],
+) -> None:
+    if cnf == {"x5t#S256": OTHER_CERT}:
+        cnf = {"x5t#S256": certificate_thumbprint(other_cert.pem())}
+    _answers(handlers, aws, poe_for(licensing, cnf=cnf), outcome, caller)
 
 
 # --- online confirmation (introspection) and its cache ---------------------------------------
+
+
+def _revoked(introspection: Introspection, poe: str) -> None:
+    introspection.revoke(poe)
+
+
+def _licensing_down(introspection: Introspection, poe: str) -> None:
+    introspection.licensing.introspection_down = True
+
+
+Change = Callable[[Introspection, str], None]
 
 
 def test_poe_confirmed_active_by_introspection_is_accepted(
@@ -229,17 +259,24 @@ def test_poe_confirmed_active_by_introspection_is_accepted(
     assert introspection.calls == ["/license/introspect"]
 
 
-def test_revoked_poe_is_denied(aws: Any, handlers: Any, licensing: Any, introspection: Introspection) -> None:
-    poe = poe_for(licensing)
-    introspection.revoke(poe)
-    _refused(handlers, aws, poe, 403, "entitlement_denied")
-
-
-def test_introspection_down_with_nothing_cached_is_entitlement_unavailable(
-    aws: Any, handlers: Any, licensing: Any, introspection: Introspection
+@pytest.mark.parametrize(
+    ("change", "outcome"),
+    [
+        pytest.param(_revoked, DENIED, id="revoked"),
+        pytest.param(_licensing_down, UNAVAILABLE, id="Licensing down, nothing cached"),
+    ],
+)
+def test_poe_not_confirmed_by_introspection_is_refused(
+    aws: Any,
+    handlers: Any,
+    licensing: Any,
+    introspection: Introspection,
+    change: Change,
+    outcome: tuple[int, str],
 ) -> None:
-    licensing.introspection_down = True
-    _refused(handlers, aws, poe_for(licensing), 503, "entitlement_unavailable")
+    poe = poe_for(licensing)
+    change(introspection, poe)
+    _refused(handlers, aws, poe, *outcome)
 
 
 def test_introspection_down_after_a_cached_active_answer_still_signs(
@@ -266,48 +303,42 @@ def test_cached_answer_survives_a_cold_start_and_is_keyed_by_the_poe_hash(
     assert poe not in json.dumps(items)
 
 
-def test_cached_answer_is_not_served_after_the_poe_expires(
-    aws: Any, handlers: Any, licensing: Any, introspection: Introspection, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("ttl", "args", "change", "still_signs_at", "refused_at", "outcome"),
+    [
+        # PoeCacheTtlSeconds, poe_for's arguments, what changes after the first signing,
+        # seconds after it when the cached answer still signs, and when it no longer does → outcome
+        pytest.param(None, {"exp": Now(+5)}, _licensing_down, 4, 6, UNAVAILABLE, id="the PoE's exp first"),
+        pytest.param("10", {}, _licensing_down, 9, 11, UNAVAILABLE, id="PoeCacheTtlSeconds first"),
+        pytest.param("10", {}, _revoked, 0, 11, DENIED, id="revocation, once the cached answer expires"),
+    ],
+)
+def test_cached_answer_is_served_until_it_expires(
+    aws: Any,
+    handlers: Any,
+    licensing: Any,
+    introspection: Introspection,
+    monkeypatch: pytest.MonkeyPatch,
+    ttl: str | None,
+    args: dict[str, Any],
+    change: Change,
+    still_signs_at: int,
+    refused_at: int,
+    outcome: tuple[int, str],
 ) -> None:
-    """min(PoeCacheTtlSeconds, exp − now): a PoE with 5 s left is cached for 5 s, even though
-    the ±30 s skew still accepts its signature for a while."""
+    """A cached answer lives min(PoeCacheTtlSeconds, exp − now): a PoE with 5 s left is cached
+    for 5 s, even though the ±30 s skew still accepts its signature for a while."""
+    if ttl is not None:
+        monkeypatch.setenv("SIGNER_POE_CACHE_TTL_SECONDS", ttl)
+        wiring.reset()
     clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now(), exp=int(clock.now()) + 5)
+    poe = _poe(licensing, now=clock.now(), **args)
     _signed(handlers, poe)
-    licensing.introspection_down = True
-    clock.advance(4)
+    change(introspection, poe)
+    clock.advance(still_signs_at)
     _signed(handlers, poe)
-    clock.advance(2)
-    _refused(handlers, aws, poe, 503, "entitlement_unavailable")
-
-
-def test_cached_answer_is_not_served_after_poe_cache_ttl_seconds(
-    aws: Any, handlers: Any, licensing: Any, introspection: Introspection, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SIGNER_POE_CACHE_TTL_SECONDS", "10")
-    wiring.reset()
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now())
-    _signed(handlers, poe)
-    licensing.introspection_down = True
-    clock.advance(9)
-    _signed(handlers, poe)
-    clock.advance(2)
-    _refused(handlers, aws, poe, 503, "entitlement_unavailable")
-
-
-def test_revocation_takes_effect_when_the_cached_answer_expires(
-    aws: Any, handlers: Any, licensing: Any, introspection: Introspection, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SIGNER_POE_CACHE_TTL_SECONDS", "10")
-    wiring.reset()
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now())
-    _signed(handlers, poe)
-    introspection.revoke(poe)
-    _signed(handlers, poe)  # still within the cached answer's lifetime
-    clock.advance(11)
-    _refused(handlers, aws, poe, 403, "entitlement_denied")
+    clock.advance(refused_at - still_signs_at)
+    _refused(handlers, aws, poe, *outcome)
 
 
 def test_poe_never_appears_in_the_logs(
@@ -322,7 +353,7 @@ def test_poe_never_appears_in_the_logs(
     try:
         _signed(handlers, accepted)
         _sign(handlers, revoked)
-        _sign(handlers, poe_for(licensing, iss="https://licensing.evil.example"))
+        _sign(handlers, poe_for(licensing, iss=EVIL_ISSUER))
         _quota(handlers, accepted)
     finally:
         logger.setLevel(level)
@@ -334,9 +365,22 @@ def test_poe_never_appears_in_the_logs(
 # --- GET /api/v1/signer/quota ---------------------------------------------------------------
 
 
-def test_quota_without_a_poe_header_is_denied(aws: Any, handlers: Any) -> None:
-    status, body = _quota(handlers, None)
-    assert (status, body["code"]) == (403, "entitlement_denied")
+@pytest.mark.parametrize(
+    ("args", "outcome"),
+    [
+        # poe_for's arguments (None: no X-StellaOps-PoE header) → the refusal
+        pytest.param(None, DENIED, id="no PoE header"),
+        pytest.param({"tenant": "tenant-b"}, MISMATCH, id="another tenant"),
+        pytest.param({"iss": EVIL_ISSUER}, DENIED, id="another issuer"),
+    ],
+)
+def test_quota_refuses_a_missing_or_invalid_poe_without_echoing_it(
+    aws: Any, handlers: Any, licensing: Any, args: dict[str, Any] | None, outcome: tuple[int, str]
+) -> None:
+    poe = None if args is None else _poe(licensing, **args)
+    status, body = _quota(handlers, poe)
+    assert (status, body["code"]) == outcome
+    assert poe is None or poe not in json.dumps(body)
 
 
 def test_quota_with_a_valid_poe_answers_plan_limits_usage_and_resets(
@@ -360,15 +404,3 @@ def test_quota_with_a_valid_poe_answers_plan_limits_usage_and_resets(
             "dailyAt": datetime.fromtimestamp(now + to_midnight, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
     }
-
-
-def test_quota_with_another_tenants_poe_is_a_tenant_mismatch(aws: Any, handlers: Any, licensing: Any) -> None:
-    status, body = _quota(handlers, poe_for(licensing, tenant="tenant-b"))
-    assert (status, body["code"]) == (403, "tenant_mismatch")
-
-
-def test_quota_with_an_invalid_poe_never_echoes_it(aws: Any, handlers: Any, licensing: Any) -> None:
-    poe = poe_for(licensing, iss="https://licensing.evil.example")
-    status, body = _quota(handlers, poe)
-    assert (status, body["code"]) == (403, "entitlement_denied")
-    assert poe not in json.dumps(body)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -29,9 +31,30 @@ HEADERS = {
 }
 LICENCE = "LIC-A-001"
 ROOMY = {"qps": 100, "concurrency": 5, "maxArtifactBytes": 1048576, "dailySignatures": 100}
+NOTHING_CHARGED = {"qps": 0, "daily": 0, "inFlight": 0}
+UNTIL_MIDNIGHT = "seconds to the next UTC midnight"  # a Retry-After, counted from the frozen clock
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Given:
+    plan: Plan
+    clock: FixedClock
+    poe: str
+
+
+def _given(
+    monkeypatch: pytest.MonkeyPatch, licensing: Any, limits: dict[str, int] | None = None, **claims: Any
+) -> Given:
+    """GIVEN the plan ``tiny`` with ``limits`` (else the licence's ``pro``), a frozen clock and a
+    PoE for that plan (``claims`` override)."""
+    plan = _plan(monkeypatch, **limits) if limits else None  # first: it resets the wiring (and clock)
+    clock = _freeze(monkeypatch)
+    if plan is None:
+        return Given(_pro(), clock, poe_for(licensing, now=clock.now(), **claims))
+    return Given(plan, clock, poe_for(licensing, now=clock.now(), plan="tiny", **claims))
 
 
 def _plan(monkeypatch: pytest.MonkeyPatch, **limits: int) -> Plan:
@@ -75,6 +98,17 @@ def _refused(
     return headers
 
 
+def _use_up(handlers: Any, given: Given, limits: dict[str, int]) -> list[Any]:
+    """Use up the one limit in ``limits``: hold that many leases (concurrency) or sign that many
+    times (qps, dailySignatures). Returns the leases held."""
+    [(name, limit)] = limits.items()
+    if name == "concurrency":
+        return [wiring.container().quotas.reserve(LICENCE, given.plan) for _ in range(limit)]
+    for _ in range(limit):
+        _signed(handlers, _body(given.poe))
+    return []
+
+
 def _pro() -> Plan:
     return wiring.container().settings.plans["pro"]
 
@@ -83,11 +117,17 @@ def _usage(plan: Plan) -> dict[str, int]:
     return wiring.container().quotas.usage(LICENCE, plan)
 
 
-def _quota(handlers: Any, poe: str) -> dict[str, Any]:
+def _quota_answer(handlers: Any, poe: str) -> dict[str, Any]:
+    """``GET /quota`` with ``poe``: the proxy answer."""
     event = load_event("check_quota/quota.json")
     event["headers"]["X-StellaOps-PoE"] = poe
     event["multiValueHeaders"]["X-StellaOps-PoE"] = [poe]
-    answer = handlers["check_quota"](event)
+    answer: dict[str, Any] = handlers["check_quota"](event)
+    return answer
+
+
+def _quota(handlers: Any, poe: str) -> dict[str, Any]:
+    answer = _quota_answer(handlers, poe)
     assert answer["statusCode"] == 200, answer["body"]
     return json.loads(answer["body"])
 
@@ -111,6 +151,11 @@ def _reserve(handlers: Any, authority: Any, cert: Any, poe: str, artifact_bytes:
     return handlers["check_quota"](event)
 
 
+def _release(authority: Any, cert: Any, reservation: Any) -> dict[str, Any]:
+    """The pipeline's ReleaseQuota step: its event (a retry sends the same one again)."""
+    return {"action": "release", "opToken": token_for(authority, cert), "reservation": reservation}
+
+
 @pytest.fixture
 def unsigned_digest(release: Any) -> str:
     return publish_scanner_image(HttpPusher(release.registry.base_url), "stellaops/scanner")
@@ -122,10 +167,9 @@ def unsigned_digest(release: Any) -> str:
 def test_success_carries_rate_limit_headers_and_the_policy_block(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now())
+    given = _given(monkeypatch, licensing)
     for used in (1, 2):
-        headers, answer = _signed(handlers, _body(poe))
+        headers, answer = _signed(handlers, _body(given.poe))
         assert answer["policy"] == {
             "plan": "pro",
             "licenseId": LICENCE,
@@ -141,15 +185,10 @@ def test_success_carries_rate_limit_headers_and_the_policy_block(
 def test_the_quota_answer_carries_rate_limit_headers_of_its_usage(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now())
+    given = _given(monkeypatch, licensing)
     for _ in range(3):
-        _signed(handlers, _body(poe))
-    event = load_event("check_quota/quota.json")
-    event["headers"]["X-StellaOps-PoE"] = poe
-    event["multiValueHeaders"]["X-StellaOps-PoE"] = [poe]
-    answer = handlers["check_quota"](event)
-    headers = response_headers(answer)
+        _signed(handlers, _body(given.poe))
+    headers = response_headers(_quota_answer(handlers, given.poe))
     assert (headers["ratelimit-limit"], headers["ratelimit-remaining"], headers["ratelimit-reset"]) == (
         "10",
         "7",
@@ -161,162 +200,149 @@ def test_the_quota_answer_carries_rate_limit_headers_of_its_usage(
 def test_quota_usage_reflects_signings(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now())
-    _signed(handlers, _body(poe))
-    _signed(handlers, _body(poe))
-    status = _quota(handlers, poe)
+    given = _given(monkeypatch, licensing)
+    _signed(handlers, _body(given.poe))
+    _signed(handlers, _body(given.poe))
+    status = _quota(handlers, given.poe)
     assert status["usage"] == {"qps": 2, "inFlight": 0, "daily": 2}
     assert status["remaining"] == {"qps": 8, "concurrency": 5, "daily": 9998}
-    clock.advance(1)
-    assert _quota(handlers, poe)["usage"] == {"qps": 0, "inFlight": 0, "daily": 2}
+    given.clock.advance(1)
+    assert _quota(handlers, given.poe)["usage"] == {"qps": 0, "inFlight": 0, "daily": 2}
 
 
 # --- refusals --------------------------------------------------------------------------------
 
 
-def test_requests_over_the_plans_qps_are_throttled_with_retry_after(
+@pytest.mark.parametrize(
+    ("limits", "code", "retry_after", "usage"),
+    [
+        # the limit used up, the 429's code, its Retry-After, usage left as (qps, daily, inFlight)
+        pytest.param({"qps": 1}, "plan_throttled", "1", (1, 1, 0), id="qps"),
+        pytest.param({"concurrency": 2}, "plan_throttled", "1", (2, 2, 2), id="concurrency"),
+        pytest.param({"dailySignatures": 1}, "quota_exhausted", UNTIL_MIDNIGHT, (1, 1, 0), id="daily of 1"),
+        pytest.param({"dailySignatures": 2}, "quota_exhausted", UNTIL_MIDNIGHT, (2, 2, 0), id="daily of 2"),
+    ],
+)
+def test_a_used_up_limit_is_refused_with_429_and_rate_limit_headers(
+    aws: Any,
+    handlers: Any,
+    licensing: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    limits: dict[str, int],
+    code: str,
+    retry_after: str,
+    usage: tuple[int, int, int],
+) -> None:
+    """THEN Retry-After is also RateLimit-Reset, RateLimit-Limit is the limit that ran out with
+    nothing Remaining, and the refused request gave its units back."""
+    given = _given(monkeypatch, licensing, limits)
+    _use_up(handlers, given, limits)
+    headers = _refused(aws, handlers, _body(given.poe), 429, code)
+    if retry_after == UNTIL_MIDNIGHT:
+        retry_after = str(86400 - int(given.clock.now()) % 86400)
+    [limit] = limits.values()
+    assert (headers["retry-after"], headers["ratelimit-reset"]) == (retry_after, retry_after)
+    assert (headers["ratelimit-limit"], headers["ratelimit-remaining"]) == (str(limit), "0")
+    assert _usage(given.plan) == dict(zip(("qps", "daily", "inFlight"), usage, strict=True))
+
+
+def test_qps_throttling_lasts_one_window(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _plan(monkeypatch, qps=1)
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now(), plan="tiny")
-    headers, _ = _signed(handlers, _body(poe))
+    given = _given(monkeypatch, licensing, {"qps": 1})
+    headers, _ = _signed(handlers, _body(given.poe))
     assert (headers["ratelimit-limit"], headers["ratelimit-remaining"]) == ("1", "0")
-    headers = _refused(aws, handlers, _body(poe), 429, "plan_throttled")
-    assert headers["retry-after"] == "1"
-    assert headers["ratelimit-limit"] == "1" and headers["ratelimit-reset"] == "1"
-    assert "ratelimit-remaining" in headers
-    clock.advance(1)  # the next one-second window
-    _signed(handlers, _body(poe))
+    _refused(aws, handlers, _body(given.poe), 429, "plan_throttled")
+    given.clock.advance(1)  # the next one-second window
+    _signed(handlers, _body(given.poe))
 
 
-def test_qps_refusal_reports_no_remaining_requests(
+def test_a_lease_given_back_lets_the_next_signing_in(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _plan(monkeypatch, qps=1)
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now(), plan="tiny")
-    _signed(handlers, _body(poe))
-    headers = _refused(aws, handlers, _body(poe), 429, "plan_throttled")
-    assert headers["ratelimit-remaining"] == "0"
-
-
-def test_signing_while_every_lease_is_held_is_throttled(
-    aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    plan = _plan(monkeypatch, concurrency=2)
-    clock = _freeze(monkeypatch)
-    held = [wiring.container().quotas.reserve(LICENCE, plan) for _ in range(2)]
-    headers = _refused(
-        aws, handlers, _body(poe_for(licensing, now=clock.now(), plan="tiny")), 429, "plan_throttled"
-    )
-    assert headers["retry-after"] == "1"
-    assert {"ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"} <= set(headers)
-    assert _usage(plan) == {"qps": 2, "daily": 2, "inFlight": 2}  # the refused request gave its units back
+    given = _given(monkeypatch, licensing, {"concurrency": 2})
+    held = _use_up(handlers, given, {"concurrency": 2})
+    _refused(aws, handlers, _body(given.poe), 429, "plan_throttled")
     wiring.container().quotas.release(held[0], refund=False)
-    _signed(handlers, _body(poe_for(licensing, now=clock.now(), plan="tiny")))
-
-
-def test_signing_over_the_daily_cap_is_exhausted_until_utc_midnight(
-    aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    plan = _plan(monkeypatch, dailySignatures=2)
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now(), plan="tiny")
-    _signed(handlers, _body(poe))
-    _signed(handlers, _body(poe))
-    headers = _refused(aws, handlers, _body(poe), 429, "quota_exhausted")
-    to_midnight = str(86400 - int(clock.now()) % 86400)
-    assert headers["retry-after"] == to_midnight and headers["ratelimit-reset"] == to_midnight
-    assert headers["ratelimit-limit"] == "2" and headers["ratelimit-remaining"] == "0"  # the daily policy
-    assert _usage(plan) == {"qps": 2, "daily": 2, "inFlight": 0}
-
-
-def test_daily_refusal_reports_no_remaining_requests(
-    aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _plan(monkeypatch, dailySignatures=1)
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now(), plan="tiny")
-    _signed(handlers, _body(poe))
-    headers = _refused(aws, handlers, _body(poe), 429, "quota_exhausted")
-    assert headers["ratelimit-remaining"] == "0"
+    _signed(handlers, _body(given.poe))
 
 
 def test_request_larger_than_max_artifact_bytes_is_refused_with_413(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = _plan(monkeypatch, maxArtifactBytes=4096)
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now(), plan="tiny")
-    _refused(aws, handlers, None, 413, "artifact_too_large", raw=_padded(poe, 4097))
-    assert _usage(plan) == {"qps": 0, "daily": 0, "inFlight": 0}  # refused before reserving
+    given = _given(monkeypatch, licensing, {"maxArtifactBytes": 4096})
+    _refused(aws, handlers, None, 413, "artifact_too_large", raw=_padded(given.poe, 4097))
+    assert _usage(given.plan) == NOTHING_CHARGED  # refused before reserving
 
 
 def test_request_of_exactly_max_artifact_bytes_is_accepted(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _plan(monkeypatch, maxArtifactBytes=4096)
-    clock = _freeze(monkeypatch)
-    _, answer = _signed(handlers, raw=_padded(poe_for(licensing, now=clock.now(), plan="tiny"), 4096))
+    given = _given(monkeypatch, licensing, {"maxArtifactBytes": 4096})
+    _, answer = _signed(handlers, raw=_padded(given.poe, 4096))
     assert answer["policy"]["maxArtifactBytes"] == 4096
 
 
 # --- a request refused after its reservation gives it back -----------------------------------
 
-
-def test_request_refused_for_an_untrusted_release_gives_back_its_units(
-    aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch, unsigned_digest: str
-) -> None:
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now())
-    _refused(aws, handlers, _body(poe, scannerImageDigest=unsigned_digest), 403, "release_untrusted")
-    assert _usage(_pro()) == {"qps": 0, "daily": 0, "inFlight": 0}
-    quota = _quota(handlers, poe)
-    assert quota["usage"]["daily"] == 0 and quota["remaining"]["concurrency"] == 5
+#: A fault: break something (the fixtures at hand) and return the changes to the request body.
+Fault = Callable[[Any, pytest.FixtureRequest], dict[str, Any]]
 
 
-def test_request_refused_for_a_release_outside_the_licence_window_gives_back_its_units(
-    aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = _freeze(monkeypatch)
-    _refused(
-        aws,
-        handlers,
-        _body(poe_for(licensing, now=clock.now(), valid_release_year=2026)),
-        403,
-        "entitlement_denied",
-    )
-    assert _usage(_pro()) == {"qps": 0, "daily": 0, "inFlight": 0}
+def _unsigned_release(aws: Any, request: pytest.FixtureRequest) -> dict[str, Any]:
+    return {"scannerImageDigest": request.getfixturevalue("unsigned_digest")}
 
 
-def test_request_refused_by_kms_gives_back_its_units(
-    aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    clock = _freeze(monkeypatch)
+def _kms_key_disabled(aws: Any, request: pytest.FixtureRequest) -> dict[str, Any]:
     aws.client("kms").disable_key(KeyId=aws.physical["SigningKey"]["KeyId"])
-    _refused(aws, handlers, _body(poe_for(licensing, now=clock.now())), 503, "signing_unavailable")
-    assert _usage(_pro()) == {"qps": 0, "daily": 0, "inFlight": 0}
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("claims", "fault", "status", "code"),
+    [
+        # the PoE's claims, a fault → the refusal (the scanner is a 2027 release)
+        pytest.param({}, _unsigned_release, 403, "release_untrusted", id="untrusted release"),
+        pytest.param({"valid_release_year": 2026}, None, 403, "entitlement_denied", id="licence ends 2026"),
+        pytest.param({}, _kms_key_disabled, 503, "signing_unavailable", id="refused by KMS"),
+    ],
+)
+def test_request_refused_after_reserving_gives_back_its_units(
+    aws: Any,
+    handlers: Any,
+    licensing: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    claims: dict[str, Any],
+    fault: Fault | None,
+    status: int,
+    code: str,
+) -> None:
+    given = _given(monkeypatch, licensing, **claims)
+    changes = fault(aws, request) if fault else {}
+    _refused(aws, handlers, _body(given.poe, **changes), status, code)
+    assert _usage(given.plan) == NOTHING_CHARGED
+    quota = _quota(handlers, given.poe)
+    assert quota["usage"]["daily"] == 0 and quota["remaining"]["concurrency"] == 5
 
 
 def test_signature_that_cannot_be_audited_is_not_charged(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = _freeze(monkeypatch)
+    """Not in the table above: with the audit table gone, no denial can be audited either."""
+    given = _given(monkeypatch, licensing)
     aws.client("dynamodb").delete_table(TableName=aws.environment["SIGNER_AUDIT_TABLE"])
-    answer = handlers["sign_dsse"](sign_event(_body(poe_for(licensing, now=clock.now())), headers=HEADERS))
-    assert (answer["statusCode"], json.loads(answer["body"])["code"]) == (503, "audit_unavailable")
-    assert _usage(_pro()) == {"qps": 0, "daily": 0, "inFlight": 0}
+    status, _, answer = _sign(handlers, _body(given.poe))
+    assert (status, answer["code"]) == (503, "audit_unavailable")
+    assert _usage(given.plan) == NOTHING_CHARGED
 
 
 def test_refused_request_leaves_the_daily_count_of_the_next_success_unchanged(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch, unsigned_digest: str
 ) -> None:
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now())
-    _refused(aws, handlers, _body(poe, scannerImageDigest=unsigned_digest), 403, "release_untrusted")
-    _, answer = _signed(handlers, _body(poe))
+    given = _given(monkeypatch, licensing)
+    _refused(aws, handlers, _body(given.poe, scannerImageDigest=unsigned_digest), 403, "release_untrusted")
+    _, answer = _signed(handlers, _body(given.poe))
     assert (answer["policy"]["qpsRemaining"], answer["policy"]["dailyRemaining"]) == (9, 9999)
 
 
@@ -327,27 +353,23 @@ def test_abandoned_lease_is_reclaimed_after_lease_seconds(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GIVEN an invocation that took the only lease and crashed (it never releases)."""
-    _plan(monkeypatch, concurrency=1)
-    clock = _freeze(monkeypatch)
-    wiring.container().quotas.reserve(LICENCE, Plan(**{**ROOMY, "concurrency": 1}))
-    poe = poe_for(licensing, now=clock.now(), plan="tiny")
-    _refused(aws, handlers, _body(poe), 429, "plan_throttled")
-    clock.advance(LEASE_SECONDS - 1)
-    _refused(aws, handlers, _body(poe), 429, "plan_throttled")
-    clock.advance(2)
-    _signed(handlers, _body(poe))
+    given = _given(monkeypatch, licensing, {"concurrency": 1})
+    _use_up(handlers, given, {"concurrency": 1})
+    _refused(aws, handlers, _body(given.poe), 429, "plan_throttled")
+    given.clock.advance(LEASE_SECONDS - 1)
+    _refused(aws, handlers, _body(given.poe), 429, "plan_throttled")
+    given.clock.advance(2)
+    _signed(handlers, _body(given.poe))
 
 
 def test_abandoned_lease_never_holds_its_slot_longer_than_lease_seconds(
     aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _plan(monkeypatch, concurrency=1)
-    clock = _freeze(monkeypatch)
-    wiring.container().quotas.reserve(LICENCE, Plan(**{**ROOMY, "concurrency": 1}))
-    poe = poe_for(licensing, now=clock.now(), plan="tiny")
-    clock.advance(LEASE_SECONDS + 0.5)
-    assert _quota(handlers, poe)["remaining"]["concurrency"] == 1
-    _signed(handlers, _body(poe))
+    given = _given(monkeypatch, licensing, {"concurrency": 1})
+    _use_up(handlers, given, {"concurrency": 1})
+    given.clock.advance(LEASE_SECONDS + 0.5)
+    assert _quota(handlers, given.poe)["remaining"]["concurrency"] == 1
+    _signed(handlers, _body(given.poe))
 
 
 # --- the pipeline's own reservations (check_quota direct, then sign_dsse with it) ------------
@@ -356,39 +378,38 @@ def test_abandoned_lease_never_holds_its_slot_longer_than_lease_seconds(
 def test_pipeline_reservation_over_the_daily_cap_raises_quota_exhausted(
     aws: Any, handlers: Any, licensing: Any, authority: Any, client_cert: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = _plan(monkeypatch, dailySignatures=1)
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now(), plan="tiny")
-    first = _reserve(handlers, authority, client_cert, poe)
+    given = _given(monkeypatch, licensing, {"dailySignatures": 1})
+    first = _reserve(handlers, authority, client_cert, given.poe)
     with pytest.raises(QuotaExhausted) as refused:
-        _reserve(handlers, authority, client_cert, poe)
-    assert refused.value.headers["Retry-After"] == str(86400 - int(clock.now()) % 86400)
-    token = token_for(authority, client_cert)
-    release = {"action": "release", "opToken": token, "reservation": first["reservation"]}
+        _reserve(handlers, authority, client_cert, given.poe)
+    assert refused.value.headers["Retry-After"] == str(86400 - int(given.clock.now()) % 86400)
+    release = _release(authority, client_cert, first["reservation"])
     assert handlers["check_quota"](release) == {"released": True}
-    assert _usage(plan) == {"qps": 0, "daily": 0, "inFlight": 0}
+    assert _usage(given.plan) == NOTHING_CHARGED
 
 
 def test_pipeline_reservation_larger_than_max_artifact_bytes_raises_artifact_too_large(
     aws: Any, handlers: Any, licensing: Any, authority: Any, client_cert: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plan = _plan(monkeypatch, maxArtifactBytes=4096)
-    clock = _freeze(monkeypatch)
+    given = _given(monkeypatch, licensing, {"maxArtifactBytes": 4096})
     with pytest.raises(ArtifactTooLarge):
-        _reserve(handlers, authority, client_cert, poe_for(licensing, now=clock.now(), plan="tiny"), 4097)
-    assert _usage(plan) == {"qps": 0, "daily": 0, "inFlight": 0}
+        _reserve(handlers, authority, client_cert, given.poe, 4097)
+    assert _usage(given.plan) == NOTHING_CHARGED
 
 
 def test_pipeline_signing_with_its_reservation_is_charged_once_and_frees_the_lease(
     aws: Any, handlers: Any, licensing: Any, authority: Any, client_cert: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now())
-    reserved = _reserve(handlers, authority, client_cert, poe)["reservation"]
-    event = {"opToken": token_for(authority, client_cert), "request": _body(poe), "reservation": reserved}
+    given = _given(monkeypatch, licensing)
+    reserved = _reserve(handlers, authority, client_cert, given.poe)["reservation"]
+    event = {
+        "opToken": token_for(authority, client_cert),
+        "request": _body(given.poe),
+        "reservation": reserved,
+    }
     answer = handlers["sign_dsse"](event)
     assert (answer["policy"]["qpsRemaining"], answer["policy"]["dailyRemaining"]) == (9, 9999)
-    assert _usage(_pro()) == {"qps": 1, "daily": 1, "inFlight": 0}
+    assert _usage(given.plan) == {"qps": 1, "daily": 1, "inFlight": 0}
 
 
 def test_pipeline_failure_is_given_back_once_by_its_release_step(
@@ -402,20 +423,19 @@ def test_pipeline_failure_is_given_back_once_by_its_release_step(
 ) -> None:
     """GIVEN another execution holding a reservation; WHEN one fails to sign and its
     ReleaseQuota step runs THEN only the failed execution's units come back."""
-    clock = _freeze(monkeypatch)
-    poe = poe_for(licensing, now=clock.now())
-    _reserve(handlers, authority, client_cert, poe)  # the other execution, still running
-    reserved = _reserve(handlers, authority, client_cert, poe)["reservation"]
-    request = _body(poe, scannerImageDigest=unsigned_digest)
+    given = _given(monkeypatch, licensing)
+    _reserve(handlers, authority, client_cert, given.poe)  # the other execution, still running
+    reserved = _reserve(handlers, authority, client_cert, given.poe)["reservation"]
+    request = _body(given.poe, scannerImageDigest=unsigned_digest)
     with pytest.raises(ReleaseUntrusted):
         handlers["sign_dsse"](
             {"opToken": token_for(authority, client_cert), "request": request, "reservation": reserved}
         )
-    release = {"action": "release", "opToken": token_for(authority, client_cert), "reservation": reserved}
+    release = _release(authority, client_cert, reserved)
     assert handlers["check_quota"](release) == {"released": True}
-    assert _usage(_pro()) == {"qps": 1, "daily": 1, "inFlight": 1}
+    assert _usage(given.plan) == {"qps": 1, "daily": 1, "inFlight": 1}
     assert handlers["check_quota"](release) == {"released": False}  # a retried compensation: nothing
-    assert _usage(_pro()) == {"qps": 1, "daily": 1, "inFlight": 1}
+    assert _usage(given.plan) == {"qps": 1, "daily": 1, "inFlight": 1}
 
 
 def test_an_unexpected_failure_after_reserving_still_gives_the_units_back(
@@ -432,5 +452,5 @@ def test_an_unexpected_failure_after_reserving_still_gives_the_units_back(
     monkeypatch.setattr(sign_dsse, "pae", a_bug)
     answer = handlers["sign_dsse"](sign_event(_body(poe)))
     assert answer["statusCode"] == 500
-    assert _usage(plan) == {"qps": 0, "daily": 0, "inFlight": 0}
+    assert _usage(plan) == NOTHING_CHARGED
     assert [r["error_code"] for r in aws.audit_records()] == ["internal_error"]
