@@ -22,7 +22,16 @@ from typing import Any, TypeVar, cast
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 
-__all__ = ["EmfMetrics", "MetricUnit", "count", "count_key_usage", "count_outcome", "logger", "metrics"]
+__all__ = [
+    "EmfMetrics",
+    "MetricUnit",
+    "count",
+    "count_key_usage",
+    "count_outcome",
+    "logger",
+    "metrics",
+    "metrics_disabled",
+]
 
 SERVICE = "signer"
 NAMESPACE = "StellaOps/Signer"
@@ -153,6 +162,12 @@ class EmfMetrics:
 
 
 logger = Logger(service=SERVICE, logger_formatter=_Formatter())
+# No log line carries a thread, a process id or a multiprocessing name: not gathering them for each
+# record is the logging HOWTO's "Optimization" advice (about a quarter of a line's cost here).
+logging.logThreads = False
+logging.logProcesses = False
+logging.logMultiprocessing = False
+
 metrics = EmfMetrics(namespace=NAMESPACE, service=SERVICE)
 
 

@@ -6,9 +6,8 @@ PascalCase so that Step Functions ``Retry``/``Catch`` can match ``errorType`` (Â
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, Literal
 
 
 class SignerError(Exception):
@@ -118,19 +117,28 @@ class ConfigurationError(Exception):
     """A missing or malformed setting: stops the cold start (never reaches a caller as a 4xx)."""
 
 
-@contextmanager
-def on_refusal(compensate: Callable[[SignerError], None]) -> Iterator[None]:
+class on_refusal:
     """Run ``compensate`` with the refusal (an unexpected exception counts as ``internal_error``)
     before it propagates: how a use case gives back what it reserved and audits a denial, in one
-    place. It translates nothing: the original exception is re-raised."""
-    try:
-        yield
-    except SignerError as error:
-        compensate(error)
-        raise
-    except Exception:
-        compensate(InternalError("unexpected error"))
-        raise
+    place. It translates nothing: the original exception is re-raised. (A class rather than a
+    ``contextmanager`` generator: it is on every request's path.)"""
+
+    __slots__ = ("_compensate",)
+
+    def __init__(self, compensate: Callable[[SignerError], None]) -> None:
+        self._compensate = compensate
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> Literal[False]:
+        if isinstance(error, SignerError):
+            self._compensate(error)
+        elif isinstance(error, Exception):
+            self._compensate(InternalError("unexpected error"))
+        return False  # re-raised as it is
 
 
 __all__ = [

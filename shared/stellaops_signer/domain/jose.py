@@ -82,15 +82,19 @@ def _finite_float(literal: str) -> float:
     return value
 
 
+#: One decoder, its scanner built once (``json.loads`` with hooks builds both on every call).
+_STRICT = json.JSONDecoder(
+    object_pairs_hook=_unique_members, parse_constant=_no_constant, parse_float=_finite_float
+)
+
+
 def strict_json(data: str | bytes) -> JsonValue:
     """JSON as JOSE must read it: octets as UTF-8 only (RFC 7515 §5.2, RFC 7519 §7.2; ``json.loads``
     would also take UTF-16, UTF-32 and a BOM), duplicate member names and NaN/Infinity refused, so that
     no two parsers (the Authority's and ours) can read one header or claims set two ways. Raises
     ValueError (UnicodeDecodeError is one)."""
     text = data.decode("utf-8") if isinstance(data, bytes) else data
-    return json.loads(
-        text, object_pairs_hook=_unique_members, parse_constant=_no_constant, parse_float=_finite_float
-    )
+    return _STRICT.decode(text)
 
 
 class AmbiguousObject(dict[str, JsonValue]):

@@ -1,0 +1,243 @@
+"""The Signer's own observability code against the formats it must produce: CloudWatch EMF
+documents (the published specification), Powertools' JSON log lines (its own formatter), RFC 9562
+UUIDs (the standard library), API Gateway's authorizer policy (Powertools' builder)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerResponse,
+)
+
+from stellaops_signer import http
+from stellaops_signer.adapters.ids import random_id
+from stellaops_signer.domain.quota import utc_day
+from stellaops_signer.observability import EmfMetrics, MetricUnit, logger
+
+# --- EMF (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html)
+
+
+def _valid_emf(document: dict[str, Any]) -> None:
+    """The specification's rules: ``_aws`` with an integer millisecond Timestamp and 1+ directives;
+    each directive's Namespace, Dimensions (arrays of at most 30 root members) and Metrics (names of
+    root members that are numbers or arrays of numbers, a known unit)."""
+    meta = document["_aws"]
+    assert isinstance(meta["Timestamp"], int) and meta["Timestamp"] > 1_600_000_000_000
+    assert meta["CloudWatchMetrics"]
+    for directive in meta["CloudWatchMetrics"]:
+        assert isinstance(directive["Namespace"], str) and directive["Namespace"]
+        for dimension_set in directive["Dimensions"]:
+            assert 1 <= len(dimension_set) <= 30
+            assert all(isinstance(document[member], str) for member in dimension_set)
+        for metric in directive["Metrics"]:
+            assert metric["Unit"] in {"Count", "Milliseconds"}
+            value = document[metric["Name"]]
+            values = value if isinstance(value, list) else [value]
+            assert values and all(isinstance(v, float) for v in values)
+
+
+def test_one_document_holds_the_request_metrics_and_the_key_usage() -> None:
+    metrics = EmfMetrics("StellaOps/Signer", "signer")
+    metrics.enabled = True
+    metrics.add("Requests.ok", MetricUnit.Count, 1)
+    metrics.add("SigningLatency", MetricUnit.Milliseconds, 12.5)
+    metrics.add("SigningLatency", MetricUnit.Milliseconds, 7)
+    metrics.add_key_usage("kms", "arn:aws:kms:us-east-1:123456789012:key/k1")
+    [document] = metrics.documents()
+    _valid_emf(document)
+    request, usage = document["_aws"]["CloudWatchMetrics"]
+    assert request["Dimensions"] == [["service"]] and usage["Dimensions"] == [["service", "mode", "key"]]
+    assert [m["Name"] for m in usage["Metrics"]] == ["KeyUsage"]
+    assert document["Requests.ok"] == 1.0 and document["SigningLatency"] == [12.5, 7.0]
+    assert (document["service"], document["mode"], document["KeyUsage"]) == ("signer", "kms", 1.0)
+
+
+def test_a_second_key_gets_a_document_of_its_own() -> None:
+    metrics = EmfMetrics("StellaOps/Signer", "signer")
+    metrics.enabled = True
+    metrics.add_key_usage("kms", "key-a")
+    metrics.add_key_usage("keyless", "keyless")
+    documents = metrics.documents()
+    assert [(d["mode"], d["key"]) for d in documents] == [("kms", "key-a"), ("keyless", "keyless")]
+    for document in documents:
+        _valid_emf(document)
+
+
+def test_nothing_counted_prints_nothing_and_a_flush_starts_afresh(capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = EmfMetrics("StellaOps/Signer", "signer")
+    metrics.enabled = True
+    metrics.flush()
+    assert capsys.readouterr().out == ""
+    metrics.add("Requests.ok", MetricUnit.Count, 1)
+    metrics.flush()
+    metrics.flush()
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["Requests.ok"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("environment", "enabled"),
+    [
+        ({}, True),
+        ({"POWERTOOLS_METRICS_DISABLED": "true"}, False),
+        ({"POWERTOOLS_METRICS_DISABLED": "false"}, True),
+        ({"POWERTOOLS_DEV": "true"}, False),
+        ({"POWERTOOLS_DEV": "true", "POWERTOOLS_METRICS_DISABLED": "false"}, True),
+    ],
+)
+def test_metrics_are_off_as_powertools_metrics_are(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    environment: dict[str, str],
+    enabled: bool,
+) -> None:
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
+    monkeypatch.delenv("POWERTOOLS_DEV", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert is_metrics_disabled() is not enabled  # the rule this module follows
+
+    metrics = EmfMetrics("StellaOps/Signer", "signer")
+    handler = metrics.log_metrics(lambda event, context: metrics.add("Requests.ok", MetricUnit.Count, 1))
+    handler({}, None)
+    assert ('"Requests.ok"' in capsys.readouterr().out) is enabled
+
+
+def test_a_failing_invocation_still_prints_its_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    metrics = EmfMetrics("StellaOps/Signer", "signer")
+
+    def handler(event: Any, context: Any) -> None:
+        metrics.add("Requests.internal_error", MetricUnit.Count, 1)
+        raise RuntimeError("boom")
+
+    metrics.enabled = True
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+        with pytest.raises(RuntimeError):
+            metrics.log_metrics(handler)({}, None)
+    assert '"Requests.internal_error"' in capsys.readouterr().out
+
+
+# --- log lines: the same as Powertools' own formatter writes ------------------------------------------
+
+
+def _record(**extra: Any) -> logging.LogRecord:
+    return logger._logger.makeRecord("signer", logging.INFO, "f.py", 10, "request", (), None, "fn", extra)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        pytest.param(lambda: _record(route="POST /x", status=200, code="", tenant=None), id="access line"),
+        pytest.param(lambda: _record(), id="no extra"),
+        pytest.param(
+            lambda: logger._logger.makeRecord(
+                "signer", logging.WARNING, "f.py", 3, "denied %s", ("x",), None, "fn", None
+            ),
+            id="with args",
+        ),
+    ],
+)
+def test_a_log_line_is_what_powertools_writes(record: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8")
+    logger.append_keys(cold_start=False, function_name="SignDsseFunction")
+    logger.set_correlation_id("corr-1")
+    try:
+        ours = logger.registered_handler.formatter
+        assert ours is not None
+        reference = LambdaPowertoolsFormatter()
+        reference.log_format = dict(ours.log_format)
+        line = record()
+        assert ours.format(line) == reference.format(line)
+        assert json.loads(ours.format(line))["xray_trace_id"] == "1-5759e988-bd862e3fe1be46a994272793"
+    finally:
+        logger.remove_keys(["cold_start", "function_name", "correlation_id"])
+
+
+def test_an_exception_line_is_what_powertools_writes() -> None:
+    ours = logger.registered_handler.formatter
+    assert ours is not None
+    reference = LambdaPowertoolsFormatter()
+    reference.log_format = dict(ours.log_format)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        line = logger._logger.makeRecord(
+            "signer", logging.ERROR, "f.py", 1, "unexpected error", (), sys.exc_info(), "fn", None
+        )
+    assert ours.format(line) == reference.format(line)
+    assert json.loads(ours.format(line))["exception_name"] == "ValueError"
+
+
+# --- ids and days ----------------------------------------------------------------------------------
+
+
+def test_random_ids_are_canonical_version_4_uuids() -> None:
+    ids = {random_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for value in list(ids)[:500]:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    assert {value[19] for value in ids} == set("89ab")  # every variant nibble occurs
+
+
+@pytest.mark.parametrize(
+    ("now", "day"),
+    [(0, "1970-01-01"), (86399.999, "1970-01-01"), (86400, "1970-01-02"), (1_800_000_000, "2027-01-15")],
+)
+def test_the_utc_day_of_a_moment(now: float, day: str) -> None:
+    assert utc_day(now) == day
+
+
+# --- the authorizer's policy: the document Powertools' builder makes ---------------------------------
+
+_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/POST/api/v1/signer/sign/dsse"
+
+
+def test_allow_is_powertools_allow_route_of_the_invoked_method() -> None:
+    reference = APIGatewayAuthorizerResponse.from_route_arn(_ARN, "scanner-1", context={"tid": "t"})
+    reference.allow_route("POST", "api/v1/signer/sign/dsse")
+    assert http.authorizer_policy(_ARN, "scanner-1", True, {"tid": "t"}) == reference.asdict()
+
+
+def test_deny_is_powertools_deny_all_routes() -> None:
+    reference = APIGatewayAuthorizerResponse.from_route_arn(_ARN, "anonymous", context={"errorCode": "x"})
+    reference.deny_all_routes()
+    assert http.authorizer_policy(_ARN, "anonymous", False, {"errorCode": "x"}) == reference.asdict()
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "",
+        "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1",
+        "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/*/*",  # a wildcard is never invoked
+        "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v1/TRACE/api",
+        "arn:aws:execute-api:us-east-1:123456789012:abc/v1/POST/api/../x y",
+        "arn:aws:lambda:us-east-1:123456789012:function:f",
+    ],
+)
+def test_a_method_arn_api_gateway_would_not_send_is_not_answered(arn: str) -> None:
+    with pytest.raises(ValueError):
+        http.authorizer_policy(arn, "scanner-1", True, {})
+
+
+def test_the_policy_keeps_the_partition() -> None:
+    arn = _ARN.replace("arn:aws:", "arn:aws-cn:").replace("us-east-1", "cn-north-1")
+    [statement] = http.authorizer_policy(arn, "p", True, {})["policyDocument"]["Statement"]
+    assert statement["Resource"] == [arn]
+    assert re.fullmatch(
+        r"arn:aws-cn:.*/v1/\*/\*",
+        http.authorizer_policy(arn, "p", False, {})["policyDocument"]["Statement"][0]["Resource"][0],
+    )
