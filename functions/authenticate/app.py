@@ -11,7 +11,9 @@ from typing import Any
 
 from stellaops_signer import http
 from stellaops_signer.observability import logger, metrics
-from stellaops_signer.wiring import container
+from stellaops_signer.wiring import cold_start, container
+
+cold_start("authenticate")  # in Lambda: a missing or malformed setting stops the init
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -14,7 +14,7 @@ from stellaops_signer import http
 from stellaops_signer.domain.errors import InvalidRequest
 from stellaops_signer.observability import logger, metrics
 from stellaops_signer.usecases.meta import RequestMeta
-from stellaops_signer.wiring import container
+from stellaops_signer.wiring import cold_start, container
 
 POE_HEADER = "X-StellaOps-PoE"
 
@@ -33,6 +33,8 @@ def quota(request: http.ApiRequest) -> http.Answer:
 
 
 ROUTES = {("GET", http.QUOTA_PATH): quota}
+
+cold_start("check_quota")  # in Lambda: a missing or malformed setting stops the init
 
 
 @logger.inject_lambda_context(clear_state=True)

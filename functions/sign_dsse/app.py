@@ -39,7 +39,7 @@ def keys(request: http.ApiRequest) -> http.Answer:
 
 
 ROUTES = {("POST", http.SIGN_PATH): sign, ("GET", http.KEYS_PATH): keys}
-cold_start(lambda signer: signer.prepare_signing())  # in Lambda: a misconfigured key stops the init
+cold_start("sign_dsse")  # in Lambda: a missing setting or a misconfigured key stops the init
 
 
 @logger.inject_lambda_context(clear_state=True)

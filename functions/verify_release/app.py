@@ -10,7 +10,7 @@ from typing import Any
 from stellaops_signer import http
 from stellaops_signer.observability import logger, metrics
 from stellaops_signer.usecases.meta import RequestMeta
-from stellaops_signer.wiring import container
+from stellaops_signer.wiring import cold_start, container
 
 
 def referrers(request: http.ApiRequest) -> http.Answer:
@@ -28,6 +28,8 @@ def referrers(request: http.ApiRequest) -> http.Answer:
 
 
 ROUTES = {("GET", http.VERIFY_PATH): referrers}
+
+cold_start("verify_release")  # in Lambda: a missing or malformed setting stops the init
 
 
 @logger.inject_lambda_context(clear_state=True)

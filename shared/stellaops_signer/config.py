@@ -1,206 +1,123 @@
-"""Settings: read once per container from the environment the template sets (spec §4).
+"""Settings: each function's, read once per container from the environment the template sets (spec §4).
 
-A missing or malformed security setting raises ConfigurationError naming the variable,
-which stops the cold start. There are no silent defaults for trust material.
+A function's settings are a small model composed of the parts it uses (``AuthenticateSettings`` is
+``TokenSettings`` + ``DpopSettings`` + ``AuditSettings``…). A field without a default is required:
+unset or empty, it stops the cold start with a ConfigurationError naming its environment variable;
+so does a malformed value. There are no silent defaults for trust material.
+
+Plain dataclasses rather than pydantic models: settings are parsed once per container and pydantic
+alone costs about 100 ms of cold import (decision 0006).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from stellaops_signer.domain.errors import ConfigurationError
+from stellaops_signer.domain.jose import JsonValue
 from stellaops_signer.domain.predicates import DEFAULT_PREDICATE_TYPES
 from stellaops_signer.domain.quota import Plan
 
-#: Setting name → environment variable (names fixed by template.yaml).
-ENVIRONMENT = {
-    "public_base_url": "SIGNER_PUBLIC_BASE_URL",
-    "authority_issuer": "SIGNER_AUTHORITY_ISSUER",
-    "authority_jwks_url": "SIGNER_AUTHORITY_JWKS_URL",
-    "authority_jwks": "SIGNER_AUTHORITY_JWKS",
-    "licensing_issuer": "SIGNER_LICENSING_ISSUER",
-    "licensing_jwks_url": "SIGNER_LICENSING_JWKS_URL",
-    "licensing_jwks": "SIGNER_LICENSING_JWKS",
-    "licensing_introspect_url": "SIGNER_LICENSING_INTROSPECT_URL",
-    "plans": "SIGNER_PLANS",
-    "release_trusted_keys": "SIGNER_RELEASE_TRUSTED_KEYS",
-    "scanner_repositories": "SIGNER_SCANNER_REPOSITORIES",
-    "registry_allow_list": "SIGNER_REGISTRY_ALLOW_LIST",
-    "allowed_predicate_types": "SIGNER_ALLOWED_PREDICATE_TYPES",
-    "require_dpop_nonce": "SIGNER_REQUIRE_DPOP_NONCE",
-    "fulcio_url": "SIGNER_FULCIO_URL",
-    "fulcio_root_certificates": "SIGNER_FULCIO_ROOT_CERTIFICATES",
-    "keyless_key_reuse_seconds": "SIGNER_KEYLESS_KEY_REUSE_SECONDS",
-    "keyless_identity_token_url": "SIGNER_KEYLESS_IDENTITY_TOKEN_URL",
-    "keyless_client_secret_arn": "SIGNER_KEYLESS_CLIENT_SECRET_ARN",
-    "timestamp_authority_url": "SIGNER_TIMESTAMP_AUTHORITY_URL",
-    "timestamp_authority_certificates": "SIGNER_TIMESTAMP_AUTHORITY_CERTIFICATES",
-    "default_signing_mode": "SIGNER_DEFAULT_SIGNING_MODE",
-    "max_token_lifetime_seconds": "SIGNER_MAX_TOKEN_LIFETIME_SECONDS",
-    "dpop_nonce_ttl_seconds": "SIGNER_DPOP_NONCE_TTL_SECONDS",
-    "poe_cache_ttl_seconds": "SIGNER_POE_CACHE_TTL_SECONDS",
-    "audit_retention_days": "SIGNER_AUDIT_RETENTION_DAYS",
-    "kms_key_id": "SIGNER_KMS_KEY_ID",
-    "tenant_signing_keys": "SIGNER_TENANT_SIGNING_KEYS",
-    "retired_signing_keys": "SIGNER_RETIRED_SIGNING_KEYS",
-    "audit_table": "SIGNER_AUDIT_TABLE",
-    "replay_table": "SIGNER_REPLAY_TABLE",
-    "quota_table": "SIGNER_QUOTA_TABLE",
-    "cache_table": "SIGNER_CACHE_TABLE",
-    "idempotency_table": "SIGNER_IDEMPOTENCY_TABLE",
-    "nonce_secret_arn": "SIGNER_NONCE_SECRET_ARN",
-    "payload_bucket": "SIGNER_PAYLOAD_BUCKET",
-    "registry_ca_bundle": "SIGNER_REGISTRY_CA_BUNDLE",
-    "max_attestation_bytes": "SIGNER_MAX_ATTESTATION_BYTES",
-    "reservation_secret_arn": "SIGNER_RESERVATION_SECRET_ARN",
-    # Not a template parameter: plain HTTP to loopback registries, for the tests and make run only.
-    "registry_insecure_loopback": "SIGNER_REGISTRY_INSECURE_LOOPBACK",
-}
-_LISTS = {"scanner_repositories", "registry_allow_list", "allowed_predicate_types"}
-#: Integer settings and their bounds (inclusive).
-_BOUNDED = {
-    "max_token_lifetime_seconds": (1, 86400),
-    "dpop_nonce_ttl_seconds": (1, 3600),
-    "poe_cache_ttl_seconds": (0, 86400),
-    "audit_retention_days": (1, 36500),
-    "max_attestation_bytes": (0, 10 * 1024 * 1024),
-    # a Fulcio certificate lives 10 minutes: a reuse window must end well before it does
-    "keyless_key_reuse_seconds": (0, 300),
-}
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+__all__ = [
+    "AllSettings",
+    "AuditSettings",
+    "AuthenticateSettings",
+    "CacheSettings",
+    "CheckQuotaSettings",
+    "DpopSettings",
+    "LicensingSettings",
+    "QuotaSettings",
+    "ReleaseSettings",
+    "SignDsseSettings",
+    "SigningSettings",
+    "TokenSettings",
+    "VerifyReleaseSettings",
+    "load",
+    "variable_of",
+]
+
 _KMS_KEY = re.compile(
     r"(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key/[0-9a-f-]+|alias/[\w/+=,.@-]+))|alias/[\w/+=,.@-]+"
 )
 _BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-_SIGNING_MODES = ("kms", "keyless")
+Parse = Callable[[str, str], object]  # (variable, raw) → value; raises ConfigurationError
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Every setting the functions read; each function requires the ones it uses (``require``).
-
-    Plain dataclasses rather than a pydantic model: the settings are parsed once per
-    container and pydantic alone costs about 100 ms of cold import (decision 0006).
-    """
-
-    public_base_url: str = ""
-    authority_issuer: str = ""
-    authority_jwks_url: str = ""
-    authority_jwks: str = ""
-    licensing_issuer: str = ""
-    licensing_jwks_url: str = ""
-    licensing_jwks: str = ""
-    licensing_introspect_url: str = ""
-    plans: Mapping[str, Plan] = field(default_factory=dict)
-    release_trusted_keys: str = ""
-    scanner_repositories: tuple[str, ...] = ()
-    registry_allow_list: tuple[str, ...] = ()
-    allowed_predicate_types: tuple[str, ...] = DEFAULT_PREDICATE_TYPES
-    require_dpop_nonce: bool = True
-    fulcio_url: str = ""
-    fulcio_root_certificates: str = ""
-    #: 0: a fresh key and certificate per signing (decision 0012).
-    keyless_key_reuse_seconds: int = 0
-    keyless_identity_token_url: str = ""
-    keyless_client_secret_arn: str = ""
-    timestamp_authority_url: str = ""
-    timestamp_authority_certificates: str = ""
-    default_signing_mode: str = "kms"
-    max_token_lifetime_seconds: int = 600
-    dpop_nonce_ttl_seconds: int = 300
-    poe_cache_ttl_seconds: int = 300
-    audit_retention_days: int = 400
-    kms_key_id: str = ""
-    #: tenant → KMS key ARN or alias (spec §4 ``TenantSigningKeys``).
-    tenant_signing_keys: Mapping[str, str] = field(default_factory=dict)
-    #: (key ARN, end of its signing window) of each retired key (spec §4 ``RetiredSigningKeys``).
-    retired_signing_keys: tuple[tuple[str, datetime], ...] = ()
-    audit_table: str = ""
-    replay_table: str = ""
-    quota_table: str = ""
-    cache_table: str = ""
-    idempotency_table: str = ""
-    nonce_secret_arn: str = ""
-    payload_bucket: str = ""
-    registry_ca_bundle: str = ""
-    #: 0: only the carrier's limit (spec §3.2).
-    max_attestation_bytes: int = 0
-    reservation_secret_arn: str = ""
-    registry_insecure_loopback: bool = False
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
-        """Parse the environment; raises ConfigurationError naming the offending variable."""
-        values: dict[str, Any] = {}
-        for name, variable in ENVIRONMENT.items():
-            raw = environ.get(variable, "").strip()
-            if raw:
-                values[name] = _parse(name, variable, raw)
-        if values.get("public_base_url"):
-            url = urlsplit(values["public_base_url"])
-            if url.scheme != "https" or not url.hostname or url.query or url.fragment:
-                raise ConfigurationError(
-                    "SIGNER_PUBLIC_BASE_URL must be an https:// origin (with an optional path)"
-                )
-        return cls(**values)
-
-    def require(self, *names: str) -> None:
-        """Stop the cold start if any of ``names`` is unset."""
-        missing = [ENVIRONMENT[n] for n in names if not getattr(self, n)]
-        if missing:
-            raise ConfigurationError("missing required setting(s): " + ", ".join(missing))
-
-
-def _parse(name: str, variable: str, raw: str) -> Any:
-    if name == "tenant_signing_keys":
-        keys = _json(variable, raw)
-        if not isinstance(keys, dict) or not all(
-            isinstance(t, str) and t and isinstance(k, str) and _KMS_KEY.fullmatch(k) for t, k in keys.items()
-        ):
-            raise ConfigurationError(f"{variable} must be a JSON object of tenant → KMS key ARN or alias")
-        return dict(keys)
-    if name == "retired_signing_keys":
-        return _retired(variable, _json(variable, raw))
-    if name in _LISTS:
-        return tuple(item.strip() for item in raw.split(",") if item.strip())
-    if name == "plans":
-        try:
-            plans = json.loads(raw)
-        except ValueError:
-            raise ConfigurationError(f"{variable} is not valid JSON") from None
-        if not isinstance(plans, dict):
-            raise ConfigurationError(f"{variable} must be a JSON object of plans")
-        return {plan: Plan.parse(plan, limits) for plan, limits in plans.items()}
-    if name in _BOUNDED:
-        low, high = _BOUNDED[name]
-        if not raw.isdigit() or not low <= int(raw) <= high:
-            raise ConfigurationError(f"{variable} must be an integer from {low} to {high}")
-        return int(raw)
-    if name in ("require_dpop_nonce", "registry_insecure_loopback"):
-        if raw.lower() not in _BOOLEANS:
-            raise ConfigurationError(f"{variable} must be true or false")
-        return _BOOLEANS[raw.lower()]
-    if name == "default_signing_mode" and raw not in _SIGNING_MODES:
-        raise ConfigurationError(f"{variable} must be kms or keyless")
+def _text(variable: str, raw: str) -> str:
     return raw
 
 
-def _json(variable: str, raw: str) -> Any:
+def _list(variable: str, raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _boolean(variable: str, raw: str) -> bool:
+    if raw.lower() not in _BOOLEANS:
+        raise ConfigurationError(f"{variable} must be true or false")
+    return _BOOLEANS[raw.lower()]
+
+
+def _integer(low: int, high: int) -> Parse:
+    def parse(variable: str, raw: str) -> int:
+        if not raw.isdigit() or not low <= int(raw) <= high:
+            raise ConfigurationError(f"{variable} must be an integer from {low} to {high}")
+        return int(raw)
+
+    return parse
+
+
+def _json(variable: str, raw: str) -> JsonValue:
     try:
         return json.loads(raw)
     except ValueError:
         raise ConfigurationError(f"{variable} is not valid JSON") from None
 
 
-def _retired(variable: str, value: Any) -> tuple[tuple[str, datetime], ...]:
+def _plans(variable: str, raw: str) -> dict[str, Plan]:
+    plans = _json(variable, raw)
+    if not isinstance(plans, dict):
+        raise ConfigurationError(f"{variable} must be a JSON object of plans")
+    return {plan: Plan.parse(plan, limits) for plan, limits in plans.items()}
+
+
+def _https_origin(variable: str, raw: str) -> str:
+    url = urlsplit(raw)
+    if url.scheme != "https" or not url.hostname or url.query or url.fragment:
+        raise ConfigurationError(f"{variable} must be an https:// origin (with an optional path)")
+    return raw
+
+
+def _signing_mode(variable: str, raw: str) -> str:
+    if raw not in ("kms", "keyless"):
+        raise ConfigurationError(f"{variable} must be kms or keyless")
+    return raw
+
+
+def _tenant_keys(variable: str, raw: str) -> dict[str, str]:
+    keys = _json(variable, raw)
+    if not isinstance(keys, dict) or not all(
+        isinstance(t, str) and t and isinstance(k, str) and _KMS_KEY.fullmatch(k) for t, k in keys.items()
+    ):
+        raise ConfigurationError(f"{variable} must be a JSON object of tenant → KMS key ARN or alias")
+    return dict(keys)
+
+
+def _retired(variable: str, raw: str) -> tuple[tuple[str, datetime], ...]:
     """``[{"keyArn": "arn:aws:kms:…:key/…", "notAfter": "<RFC 3339>"}, …]``: key ARNs, not aliases
     (an alias moves; a retired key is one key)."""
     message = f"{variable} must be a JSON list of {{keyArn: <KMS key ARN>, notAfter: <RFC 3339 time>}}"
+    value = _json(variable, raw)
     if not isinstance(value, list):
         raise ConfigurationError(message)
     retired = []
@@ -220,4 +137,209 @@ def _retired(variable: str, value: Any) -> tuple[tuple[str, datetime], ...]:
     return tuple(retired)
 
 
-__all__ = ["ENVIRONMENT", "Settings"]
+def _required(variable: str, parse: Parse = _text) -> Any:  # a dataclass field, as ``field()`` returns
+    """A field read from ``variable`` that the function cannot start without."""
+    return field(metadata={"variable": variable, "parse": parse})
+
+
+def _optional(variable: str, default: T, parse: Parse = _text) -> T:
+    """A field read from ``variable``, ``default`` when it is unset or empty."""
+    return field(default=default, metadata={"variable": variable, "parse": parse})
+
+
+def _optional_mapping(variable: str, parse: Parse) -> Mapping[str, str]:
+    return field(default_factory=dict, metadata={"variable": variable, "parse": parse})
+
+
+# --- the parts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TokenSettings:
+    """Every function: the Authority's OpToks."""
+
+    authority_issuer: str = _required("SIGNER_AUTHORITY_ISSUER")
+    authority_jwks: str = _optional("SIGNER_AUTHORITY_JWKS", "")
+    authority_jwks_url: str = _optional("SIGNER_AUTHORITY_JWKS_URL", "")
+    max_token_lifetime_seconds: int = _optional("SIGNER_MAX_TOKEN_LIFETIME_SECONDS", 600, _integer(1, 86400))
+
+    def _check_tokens(self) -> None:
+        if not self.authority_jwks and not self.authority_jwks_url:
+            raise ConfigurationError("SIGNER_AUTHORITY_JWKS or its _URL form is required")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditSettings:
+    """Every function: where decisions are recorded."""
+
+    audit_table: str = _required("SIGNER_AUDIT_TABLE")
+    audit_retention_days: int = _optional("SIGNER_AUDIT_RETENTION_DAYS", 400, _integer(1, 36500))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DpopSettings:
+    """The authorizer: proofs of possession (RFC 9449) for the public URL, nonces, replay."""
+
+    public_base_url: str = _required("SIGNER_PUBLIC_BASE_URL", _https_origin)
+    nonce_secret_arn: str = _required("SIGNER_NONCE_SECRET_ARN")
+    replay_table: str = _required("SIGNER_REPLAY_TABLE")
+    require_dpop_nonce: bool = _optional("SIGNER_REQUIRE_DPOP_NONCE", True, _boolean)
+    dpop_nonce_ttl_seconds: int = _optional("SIGNER_DPOP_NONCE_TTL_SECONDS", 300, _integer(1, 3600))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CacheSettings:
+    """The verdict and introspection cache (release verdicts, confirmed PoEs)."""
+
+    cache_table: str = _required("SIGNER_CACHE_TABLE")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LicensingSettings:
+    """Proofs of Entitlement and the plans they name."""
+
+    licensing_issuer: str = _required("SIGNER_LICENSING_ISSUER")
+    licensing_jwks: str = _optional("SIGNER_LICENSING_JWKS", "")
+    licensing_jwks_url: str = _optional("SIGNER_LICENSING_JWKS_URL", "")
+    licensing_introspect_url: str = _optional("SIGNER_LICENSING_INTROSPECT_URL", "")
+    plans: Mapping[str, Plan] = _required("SIGNER_PLANS", _plans)
+    poe_cache_ttl_seconds: int = _optional("SIGNER_POE_CACHE_TTL_SECONDS", 300, _integer(0, 86400))
+
+    def _check_licensing(self) -> None:
+        if not self.licensing_jwks and not self.licensing_jwks_url:
+            raise ConfigurationError("SIGNER_LICENSING_JWKS or its _URL form is required")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuotaSettings:
+    """Plan quotas: the counters and leases, and the key that seals a pipeline's reservation."""
+
+    quota_table: str = _required("SIGNER_QUOTA_TABLE")
+    reservation_secret_arn: str = _required("SIGNER_RESERVATION_SECRET_ARN")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseSettings:
+    """Release integrity: which scanner images are genuine, from which registries."""
+
+    release_trusted_keys: str = _required("SIGNER_RELEASE_TRUSTED_KEYS")
+    scanner_repositories: tuple[str, ...] = _required("SIGNER_SCANNER_REPOSITORIES", _list)
+    registry_allow_list: tuple[str, ...] = _required("SIGNER_REGISTRY_ALLOW_LIST", _list)
+    registry_ca_bundle: str = _optional("SIGNER_REGISTRY_CA_BUNDLE", "")
+    #: Not a template parameter: plain HTTP to loopback services, for the tests and make run only.
+    registry_insecure_loopback: bool = _optional("SIGNER_REGISTRY_INSECURE_LOOPBACK", False, _boolean)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SigningSettings:
+    """Signing: the KMS keys, the predicate catalogue, the size rule, idempotent answers, keyless
+    signing (when ``FulcioUrl`` is set) and timestamps (when ``TimestampAuthorityUrl`` is)."""
+
+    kms_key_id: str = _required("SIGNER_KMS_KEY_ID")
+    #: tenant → KMS key ARN or alias (spec §4 ``TenantSigningKeys``).
+    tenant_signing_keys: Mapping[str, str] = _optional_mapping("SIGNER_TENANT_SIGNING_KEYS", _tenant_keys)
+    #: (key ARN, end of its signing window) of each retired key (spec §4 ``RetiredSigningKeys``).
+    retired_signing_keys: tuple[tuple[str, datetime], ...] = _optional(
+        "SIGNER_RETIRED_SIGNING_KEYS", (), _retired
+    )
+    allowed_predicate_types: tuple[str, ...] = _optional(
+        "SIGNER_ALLOWED_PREDICATE_TYPES", DEFAULT_PREDICATE_TYPES, _list
+    )
+    default_signing_mode: str = _optional("SIGNER_DEFAULT_SIGNING_MODE", "kms", _signing_mode)
+    #: 0: only the carrier's limit (spec §3.2).
+    max_attestation_bytes: int = _optional("SIGNER_MAX_ATTESTATION_BYTES", 0, _integer(0, 10 * 1024 * 1024))
+    idempotency_table: str = _required("SIGNER_IDEMPOTENCY_TABLE")
+    payload_bucket: str = _required("SIGNER_PAYLOAD_BUCKET")
+    fulcio_url: str = _optional("SIGNER_FULCIO_URL", "")
+    fulcio_root_certificates: str = _optional("SIGNER_FULCIO_ROOT_CERTIFICATES", "")
+    #: 0: a fresh key and certificate per signing (decision 0012); a Fulcio certificate lives
+    #: 10 minutes, so a reuse window must end well before it does.
+    keyless_key_reuse_seconds: int = _optional("SIGNER_KEYLESS_KEY_REUSE_SECONDS", 0, _integer(0, 300))
+    keyless_identity_token_url: str = _optional("SIGNER_KEYLESS_IDENTITY_TOKEN_URL", "")
+    keyless_client_secret_arn: str = _optional("SIGNER_KEYLESS_CLIENT_SECRET_ARN", "")
+    timestamp_authority_url: str = _optional("SIGNER_TIMESTAMP_AUTHORITY_URL", "")
+    timestamp_authority_certificates: str = _optional("SIGNER_TIMESTAMP_AUTHORITY_CERTIFICATES", "")
+
+    def _check_signing(self) -> None:
+        if self.fulcio_url:  # keyless signing needs all of its parts
+            _require_together(
+                self,
+                "SIGNER_FULCIO_URL",
+                "fulcio_root_certificates",
+                "keyless_identity_token_url",
+                "keyless_client_secret_arn",
+            )
+        if self.timestamp_authority_url:
+            _require_together(self, "SIGNER_TIMESTAMP_AUTHORITY_URL", "timestamp_authority_certificates")
+
+
+# --- each function's -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthenticateSettings(TokenSettings, DpopSettings, AuditSettings):
+    """``authenticate``: the REQUEST authorizer and the pipeline's Authenticate step."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckQuotaSettings(TokenSettings, AuditSettings, LicensingSettings, QuotaSettings, CacheSettings):
+    """``check_quota``: ``GET /quota`` and the pipeline's CheckQuota and ReleaseQuota steps."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyReleaseSettings(TokenSettings, AuditSettings, ReleaseSettings, CacheSettings):
+    """``verify_release``: ``GET /verify/referrers`` and the pipeline's VerifyRelease step."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignDsseSettings(
+    TokenSettings,
+    AuditSettings,
+    LicensingSettings,
+    QuotaSettings,
+    ReleaseSettings,
+    SigningSettings,
+    CacheSettings,
+):
+    """``sign_dsse``: ``POST /sign/dsse``, ``GET /keys`` and the pipeline's SignDsse step."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AllSettings(AuthenticateSettings, CheckQuotaSettings, VerifyReleaseSettings, SignDsseSettings):
+    """Every function's, for a process that hosts them all (the local stack, the tests)."""
+
+
+S = TypeVar("S", bound="DataclassInstance")
+
+
+def load(model: type[S], environ: Mapping[str, str]) -> S:
+    """``model`` read from ``environ``; raises ConfigurationError naming every required variable that
+    is unset (or empty), or the first malformed one."""
+    values: dict[str, object] = {}
+    missing: list[str] = []
+    for item in dataclasses.fields(model):
+        variable, parse = item.metadata["variable"], item.metadata["parse"]
+        raw = environ.get(variable, "").strip()
+        if raw:
+            values[item.name] = parse(variable, raw)
+        elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+            missing.append(variable)
+    if missing:
+        raise ConfigurationError("missing required setting(s): " + ", ".join(sorted(set(missing))))
+    settings = model(**values)
+    for part in type(settings).__mro__:
+        for name, check in vars(part).items():
+            if name.startswith("_check_") and callable(check):
+                check(settings)
+    return settings
+
+
+def variable_of(model: type[DataclassInstance], name: str) -> str:
+    """The environment variable of ``model``'s field ``name`` (for messages)."""
+    return next(str(f.metadata["variable"]) for f in dataclasses.fields(model) if f.name == name)
+
+
+def _require_together(settings: DataclassInstance, because: str, *names: str) -> None:
+    missing = [variable_of(type(settings), n) for n in names if not getattr(settings, n)]
+    if missing:
+        raise ConfigurationError(f"{because} is set: missing required setting(s): " + ", ".join(missing))

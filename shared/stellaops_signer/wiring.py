@@ -1,7 +1,10 @@
-"""The composition root: settings parsed and adapters built once per container.
+"""The composition root: each function's settings parsed and its adapters built once per container.
 
-Nothing is built at import time; each function asks for what it uses, so the
-authorizer never creates a KMS client and ``sign_dsse`` never fetches a nonce secret.
+``ROOTS`` is the page per function: its settings model (config.py) and what its cold start builds,
+so that a missing or malformed setting stops it. ``Container`` holds the shared builders, one
+section per settings part; each reads only its part, so a function can build only what its settings
+describe. Nothing is built at import time: the authorizer never creates a KMS client and
+``sign_dsse`` never fetches a nonce secret.
 """
 
 from __future__ import annotations
@@ -9,19 +12,46 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar, cast, overload
 
 from stellaops_signer.adapters.clock import SystemClock
 from stellaops_signer.adapters.ids import random_id
-from stellaops_signer.config import Settings
+from stellaops_signer.config import (
+    AllSettings,
+    AuditSettings,
+    AuthenticateSettings,
+    CacheSettings,
+    CheckQuotaSettings,
+    DpopSettings,
+    LicensingSettings,
+    QuotaSettings,
+    ReleaseSettings,
+    SignDsseSettings,
+    SigningSettings,
+    TokenSettings,
+    VerifyReleaseSettings,
+    load,
+)
+from stellaops_signer.domain.errors import ConfigurationError
 
 if TYPE_CHECKING:  # the use cases are imported by the functions that use them, not by every function
+    from boto3.session import Session
+    from botocore.client import BaseClient
+    from cryptography import x509
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_ecr.client import ECRClient
+    from mypy_boto3_kms.client import KMSClient
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+
     from stellaops_signer.adapters.kms import KmsKeyring
     from stellaops_signer.adapters.payloads import S3PayloadStore
     from stellaops_signer.domain.binding import Principal
     from stellaops_signer.domain.errors import SignerError
+    from stellaops_signer.domain.jose import JsonObject
     from stellaops_signer.http import ApiRequest
     from stellaops_signer.ports import (
         AuditLog,
@@ -43,6 +73,9 @@ if TYPE_CHECKING:  # the use cases are imported by the functions that use them, 
     from stellaops_signer.usecases.verify_release import ReleaseQuery, ReleaseVerifier
 
 T = TypeVar("T")
+Part = TypeVar("Part")
+#: The settings a container may hold: one function's, or every function's (a process hosting all).
+FunctionSettings = AuthenticateSettings | CheckQuotaSettings | VerifyReleaseSettings | SignDsseSettings
 
 #: Step Functions caps a state at 256 KiB; larger results travel by reference (spec §6).
 PIPELINE_INLINE_BYTES = 200 * 1024
@@ -63,30 +96,47 @@ class Container:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: FunctionSettings,
         clock: Clock | None = None,
-        session: Any = None,
-        adapters: dict[str, Any] | None = None,
+        session: Session | None = None,
+        adapters: Mapping[str, object] | None = None,
     ) -> None:
         unknown = set(adapters or {}) - ADAPTERS
         if unknown:
             raise ValueError(f"not adapters of a container: {sorted(unknown)}")
-        self.settings = settings
+        self.settings: FunctionSettings = settings
         self.clock: Clock = clock or SystemClock()
         self._session = session
         self._adapters = dict(adapters or {})
 
     def _given(self, name: str, build: Callable[[], T]) -> T:
-        given: T | None = self._adapters.get(name)
+        given = cast("T | None", self._adapters.get(name))  # ADAPTERS names what each one is
         return given if given is not None else build()
+
+    def part(self, kind: type[Part]) -> Part:
+        """The part ``kind`` of this container's settings; a function whose settings lack it cannot
+        build what needs it (ConfigurationError)."""
+        if not isinstance(self.settings, kind):
+            raise ConfigurationError(f"{type(self.settings).__name__} holds no {kind.__name__}")
+        return self.settings
 
     # --- AWS clients (boto3 is imported here, on first use, not at module import) -------------
 
     @cached_property
-    def session(self) -> Any:
+    def session(self) -> Session:
         return self._session if self._session is not None else aws_session()
 
-    def client(self, service: str) -> Any:
+    @overload
+    def client(self, service: Literal["dynamodb"]) -> DynamoDBClient: ...
+    @overload
+    def client(self, service: Literal["ecr"]) -> ECRClient: ...
+    @overload
+    def client(self, service: Literal["kms"]) -> KMSClient: ...
+    @overload
+    def client(self, service: Literal["s3"]) -> S3Client: ...
+    @overload
+    def client(self, service: Literal["secretsmanager"]) -> SecretsManagerClient: ...
+    def client(self, service: Literal["dynamodb", "ecr", "kms", "s3", "secretsmanager"]) -> BaseClient:
         from botocore.config import Config
 
         from stellaops_signer.adapters.aws import insist_on_service_answers
@@ -100,7 +150,7 @@ class Container:
         return insist_on_service_answers(self.session.client(service, config=config))
 
     @cached_property
-    def dynamodb(self) -> Any:
+    def dynamodb(self) -> DynamoDBClient:
         return self.client("dynamodb")
 
     # --- adapters --------------------------------------------------------------------------
@@ -120,7 +170,7 @@ class Container:
     def authority_keys(self) -> KeySetSource:
         from stellaops_signer.domain.errors import InvalidToken
 
-        settings = self.settings
+        settings = self.part(TokenSettings)
         return self._key_set(
             settings.authority_jwks, settings.authority_jwks_url, "SIGNER_AUTHORITY_JWKS", InvalidToken
         )
@@ -130,11 +180,11 @@ class Container:
         def build() -> AuditLog:
             from stellaops_signer.adapters.audit import DynamoDbAuditLog
 
-            self.settings.require("audit_table")
+            settings = self.part(AuditSettings)
             return DynamoDbAuditLog(
                 self.dynamodb,
-                self.settings.audit_table,
-                retention_seconds=self.settings.audit_retention_days * 86400,
+                settings.audit_table,
+                retention_seconds=settings.audit_retention_days * 86400,
                 clock=self.clock,
             )
 
@@ -145,8 +195,7 @@ class Container:
         def build() -> Cache:
             from stellaops_signer.adapters.cache import DynamoDbCache
 
-            self.settings.require("cache_table")
-            return DynamoDbCache(self.dynamodb, self.settings.cache_table, self.clock)
+            return DynamoDbCache(self.dynamodb, self.part(CacheSettings).cache_table, self.clock)
 
         return self._given("cache", build)
 
@@ -157,8 +206,7 @@ class Container:
         def build() -> KmsKeyring:
             from stellaops_signer.adapters.kms import KmsKeyring
 
-            settings = self.settings
-            settings.require("kms_key_id")
+            settings = self.part(SigningSettings)
             return KmsKeyring.of_kms(
                 self.client("kms"),
                 settings.kms_key_id,
@@ -179,11 +227,11 @@ class Container:
     def tokens(self) -> TokenVerifier:
         from stellaops_signer.usecases.authenticate import TokenVerifier
 
-        self.settings.require("authority_issuer")
+        settings = self.part(TokenSettings)
         return TokenVerifier(
             authority_keys=self.authority_keys,
-            issuer=self.settings.authority_issuer,
-            max_lifetime=self.settings.max_token_lifetime_seconds,
+            issuer=settings.authority_issuer,
+            max_lifetime=settings.max_token_lifetime_seconds,
             clock=self.clock,
         )
 
@@ -194,15 +242,12 @@ class Container:
         from stellaops_signer.domain.dpop import NonceKeeper
         from stellaops_signer.usecases.authenticate import Authenticator
 
-        settings = self.settings
-        settings.require("public_base_url")
+        settings = self.part(DpopSettings)
 
         def read_nonce_key() -> bytes:
-            settings.require("nonce_secret_arn")
             return read_secret(self.client("secretsmanager"), settings.nonce_secret_arn)
 
         def replay_store() -> ReplayStore:
-            settings.require("replay_table")
             return DynamoDbReplayStore(self.dynamodb, settings.replay_table)
 
         nonce_key, replay = self._given("nonce_key", read_nonce_key), self._given("replay", replay_store)
@@ -251,12 +296,10 @@ class Container:
     @cached_property
     def release_verifier(self) -> ReleaseVerifier:
         from stellaops_signer.adapters.registry import EcrAuthorization, RegistryClient, split_repository
-        from stellaops_signer.domain.errors import ConfigurationError
         from stellaops_signer.domain.release import parse_trusted_keys
         from stellaops_signer.usecases.verify_release import ReleaseVerifier
 
-        settings = self.settings
-        settings.require("release_trusted_keys", "scanner_repositories", "registry_allow_list", "cache_table")
+        settings = self.part(ReleaseSettings)
         try:
             keys = parse_trusted_keys(settings.release_trusted_keys)
             registries = {split_repository(repository)[0] for repository in settings.scanner_repositories}
@@ -286,7 +329,7 @@ class Container:
     def licensing_keys(self) -> KeySetSource:
         from stellaops_signer.domain.errors import EntitlementUnavailable
 
-        settings = self.settings
+        settings = self.part(LicensingSettings)
         return self._key_set(
             settings.licensing_jwks,
             settings.licensing_jwks_url,
@@ -299,8 +342,7 @@ class Container:
         from stellaops_signer.adapters.licensing import HttpIntrospection
         from stellaops_signer.usecases.entitlement import EntitlementChecker
 
-        settings = self.settings
-        settings.require("licensing_issuer", "plans", "cache_table")
+        settings = self.part(LicensingSettings)
         url = settings.licensing_introspect_url
         introspect = HttpIntrospection(url) if url else None
         return EntitlementChecker(
@@ -318,8 +360,7 @@ class Container:
         def build() -> QuotaStore:
             from stellaops_signer.adapters.quota import DynamoDbQuotaStore
 
-            self.settings.require("quota_table")
-            return DynamoDbQuotaStore(self.dynamodb, self.settings.quota_table, self.clock)
+            return DynamoDbQuotaStore(self.dynamodb, self.part(QuotaSettings).quota_table, self.clock)
 
         return self._given("quotas", build)
 
@@ -355,8 +396,8 @@ class Container:
         def build() -> bytes:
             from stellaops_signer.adapters.secrets import read_secret
 
-            self.settings.require("reservation_secret_arn")
-            return read_secret(self.client("secretsmanager"), self.settings.reservation_secret_arn)
+            arn = self.part(QuotaSettings).reservation_secret_arn
+            return read_secret(self.client("secretsmanager"), arn)
 
         return self._given("reservation_key", build)
 
@@ -373,30 +414,25 @@ class Container:
         signer when ``FulcioUrl`` is set; None for a mode this installation does not offer."""
         if mode == "kms":
             return self.kms_keys.for_tenant(tenant)
-        if mode == "keyless" and self.settings.fulcio_url:
+        if mode == "keyless" and self.part(SigningSettings).fulcio_url:
             return self.keyless_signer
         return None
 
-    def prepare_signing(self) -> None:
+    def prepare_signing(self) -> KmsKeyring:
         """What a signing function does at its cold start: read every KMS key, so that a key that is
         misconfigured or unreadable stops the cold start (ConfigurationError naming it) instead of
         failing requests one by one."""
         self.kms_keys.prepare()
-        if self.settings.fulcio_url:
+        if self.part(SigningSettings).fulcio_url:
             _ = self.keyless_signer
         _ = self.timestamper
+        return self.kms_keys
 
     @cached_property
     def keyless_signer(self) -> EnvelopeSigner:
         from stellaops_signer.adapters.keyless import ClientCredentialsIdentity, FulcioClient, KeylessSigner
 
-        settings = self.settings
-        settings.require(
-            "fulcio_url",
-            "fulcio_root_certificates",
-            "keyless_identity_token_url",
-            "keyless_client_secret_arn",
-        )
+        settings = self.part(SigningSettings)  # load() saw that keyless signing has all its settings
         return KeylessSigner(
             fulcio=FulcioClient(self._service_url(settings.fulcio_url, "SIGNER_FULCIO_URL")),
             identity=ClientCredentialsIdentity(
@@ -410,12 +446,12 @@ class Container:
         )
 
     @cached_property
-    def fulcio_certificates(self) -> tuple[Any, ...]:
+    def fulcio_certificates(self) -> tuple[x509.Certificate, ...]:
         from stellaops_signer.domain.errors import ConfigurationError
         from stellaops_signer.domain.keyless import parse_certificates, roots_of
 
         certificates = parse_certificates(
-            self.settings.fulcio_root_certificates, "SIGNER_FULCIO_ROOT_CERTIFICATES"
+            self.part(SigningSettings).fulcio_root_certificates, "SIGNER_FULCIO_ROOT_CERTIFICATES"
         )
         if not roots_of(certificates):
             raise ConfigurationError(
@@ -429,7 +465,7 @@ class Container:
         from stellaops_signer.adapters.secrets import read_secret
         from stellaops_signer.domain.errors import ConfigurationError
 
-        arn = self.settings.keyless_client_secret_arn
+        arn = self.part(SigningSettings).keyless_client_secret_arn
         try:
             value = json.loads(read_secret(self.client("secretsmanager"), arn))
             client_id, secret = value["clientId"], value["clientSecret"]
@@ -446,10 +482,9 @@ class Container:
         from stellaops_signer.adapters.timestamps import Rfc3161Timestamper
         from stellaops_signer.domain.keyless import parse_certificates
 
-        settings = self.settings
+        settings = self.part(SigningSettings)
         if not settings.timestamp_authority_url:
             return None
-        settings.require("timestamp_authority_certificates")
         certificates = parse_certificates(
             settings.timestamp_authority_certificates, "SIGNER_TIMESTAMP_AUTHORITY_CERTIFICATES"
         )
@@ -473,12 +508,12 @@ class Container:
         parts = urlsplit(url)
         loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
         if parts.scheme == "https" or (
-            parts.scheme == "http" and loopback and self.settings.registry_insecure_loopback
+            parts.scheme == "http" and loopback and self.part(ReleaseSettings).registry_insecure_loopback
         ):
             return url
         raise ConfigurationError(f"{variable} must be an https:// URL")
 
-    def keys_document(self, caller: Principal, tenant_header: str | None) -> dict[str, Any]:
+    def keys_document(self, caller: Principal, tenant_header: str | None) -> JsonObject:
         """``GET /keys`` (spec §3.5), for any authenticated caller of the tenant it names."""
         from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -489,7 +524,7 @@ class Container:
         from stellaops_signer.domain.keyless import parse_certificates
         from stellaops_signer.usecases.sign_dsse import keys_document
 
-        settings = self.settings
+        settings = self.part(SigningSettings)
 
         def pems(text: str, variable: str) -> list[str]:
             return [c.public_bytes(Encoding.PEM).decode("ascii") for c in parse_certificates(text, variable)]
@@ -516,20 +551,21 @@ class Container:
         from stellaops_signer.domain.predicates import PredicateCatalogue
         from stellaops_signer.usecases.sign_dsse import SignDsse
 
+        settings = self.part(SigningSettings)
         return SignDsse(
             signers=self.envelope_signer,
             timestamper=self.timestamper,
             audit=self.audit,
-            catalogue=PredicateCatalogue(self.settings.allowed_predicate_types),
+            catalogue=PredicateCatalogue(settings.allowed_predicate_types),
             clock=self.clock,
-            default_mode=self.settings.default_signing_mode,
+            default_mode=settings.default_signing_mode,
             releases=self.release_verifier,
             entitlements=self.entitlements,
             quotas=self.quotas,
             commit=self.signing_commit,
             idempotency=lambda: self.idempotency,  # built (and imported) on the first keyed request
             reservation_key=lambda: self.reservation_key,  # read on the first pipeline reservation
-            max_attestation_bytes=self.settings.max_attestation_bytes,
+            max_attestation_bytes=settings.max_attestation_bytes,
             new_id=random_id,
         )
 
@@ -537,10 +573,9 @@ class Container:
     def payloads(self) -> S3PayloadStore:
         from stellaops_signer.adapters.payloads import S3PayloadStore
 
-        self.settings.require("payload_bucket")
-        return S3PayloadStore(self.client("s3"), self.settings.payload_bucket)
+        return S3PayloadStore(self.client("s3"), self.part(SigningSettings).payload_bucket)
 
-    def pipeline_result(self, body: dict[str, Any], *, by_reference: bool = False) -> dict[str, Any]:
+    def pipeline_result(self, body: JsonObject, *, by_reference: bool = False) -> JsonObject:
         """A step's answer as Step Functions can carry it: inline up to 200 KiB, else (or when asked: a
         batch's items, whose results are gathered in one state) an S3 reference."""
         data = json.dumps(body, separators=(",", ":")).encode()
@@ -551,8 +586,8 @@ class Container:
     def idempotency(self) -> Idempotency:
         from stellaops_signer.adapters.idempotency import PowertoolsIdempotency
 
-        self.settings.require("idempotency_table")
-        return PowertoolsIdempotency(self.dynamodb, self.settings.idempotency_table, lambda: self.payloads)
+        table = self.part(SigningSettings).idempotency_table
+        return PowertoolsIdempotency(self.dynamodb, table, lambda: self.payloads)
 
 
 def registry_ca_file(pem: str) -> str:
@@ -580,7 +615,7 @@ def registry_ca_file(pem: str) -> str:
     return str(path)
 
 
-def _is_ca(certificate: Any) -> bool:
+def _is_ca(certificate: x509.Certificate) -> bool:
     from cryptography import x509
 
     try:
@@ -590,29 +625,61 @@ def _is_ca(certificate: Any) -> bool:
 
 
 @functools.cache
-def aws_session() -> Any:
+def aws_session() -> Session:
     """One boto3 session per process: its service models load once, whatever the container."""
     import boto3
 
     return boto3.session.Session()
 
 
-def cold_start(prepare: Callable[[Container], object]) -> None:
-    """Run ``prepare`` on this process's container now, inside Lambda's init phase, so that a missing
-    or malformed setting stops the cold start (the runtime reports the ConfigurationError) rather
-    than answering requests with 500s. Outside Lambda (tests, the local stack) nothing is built at
-    import: their containers are built, and prepared, on first use."""
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_EXECUTION_ENV"):
-        prepare(container())
+# --- one root per function: its settings, and what its cold start builds ----------------------------
+
+
+@dataclass(frozen=True)
+class FunctionRoot:
+    """A function's composition: the settings model it reads (and nothing more) and what its cold
+    start builds, so that a missing or malformed setting stops the cold start, not a request."""
+
+    settings: type[FunctionSettings]
+    prepare: Callable[[Container], object]
+
+
+ROOTS: dict[str, FunctionRoot] = {
+    # The authorizer and the pipeline's Authenticate step: tokens, proofs of possession, the audit.
+    "authenticate": FunctionRoot(AuthenticateSettings, lambda c: (c.tokens, c.audit, c.part(DpopSettings))),
+    # GET /quota and the CheckQuota/ReleaseQuota steps: PoEs, plans and their counters.
+    "check_quota": FunctionRoot(CheckQuotaSettings, lambda c: (c.tokens, c.audit, c.quota_desk)),
+    # GET /verify/referrers and the VerifyRelease step: the release verifier and its trust.
+    "verify_release": FunctionRoot(VerifyReleaseSettings, lambda c: (c.tokens, c.audit, c.release_query)),
+    # POST /sign/dsse, GET /keys and the SignDsse step: every KMS key read now (prepare_signing).
+    "sign_dsse": FunctionRoot(SignDsseSettings, lambda c: (c.tokens, c.sign_dsse, c.prepare_signing())),
+}
+
+
+def in_lambda() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and os.environ.get("AWS_EXECUTION_ENV"))
+
+
+def cold_start(function: str) -> None:
+    """Called by ``function``'s module at import. In Lambda (one function per process): its container
+    from its own settings model, prepared now, inside the init phase, so that a missing or malformed
+    setting stops the cold start with a ConfigurationError naming it (the runtime reports it)
+    rather than answering requests with 500s. Outside Lambda (the local stack, the tests: every
+    function in one process) nothing is built at import; ``container()`` is built on first use."""
+    if in_lambda():
+        root = ROOTS[function]
+        install(Container(load(root.settings, os.environ)))
+        root.prepare(container())
 
 
 _current: list[Container] = []
 
 
 def container() -> Container:
-    """The container of this process, built from the environment on first use (cold start)."""
+    """This process's container: the one its function's cold start built (Lambda), else one with
+    every function's settings, built from the environment on first use."""
     if not _current:
-        _current.append(Container(Settings.from_environment(os.environ)))
+        _current.append(Container(load(AllSettings, os.environ)))
     return _current[0]
 
 
@@ -626,4 +693,15 @@ def reset() -> None:
     _current.clear()
 
 
-__all__ = ["ADAPTERS", "Container", "cold_start", "container", "install", "reset"]
+__all__ = [
+    "ADAPTERS",
+    "ROOTS",
+    "Container",
+    "FunctionRoot",
+    "FunctionSettings",
+    "cold_start",
+    "container",
+    "in_lambda",
+    "install",
+    "reset",
+]

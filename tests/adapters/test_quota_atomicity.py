@@ -24,7 +24,7 @@ from typing import Any
 from stellaops_signer import http
 from stellaops_signer.adapters.clock import FixedClock
 from stellaops_signer.adapters.quota import DynamoDbQuotaStore
-from stellaops_signer.config import Settings
+from stellaops_signer.config import AllSettings, load
 from stellaops_signer.domain.errors import QuotaExhausted
 from stellaops_signer.domain.quota import LEASE_SECONDS, Plan, Reservation
 from stellaops_signer.domain.statement import SignRequest
@@ -148,12 +148,13 @@ def test_signings_raced_through_many_containers_never_exceed_the_daily_limit(
 ) -> None:
     limit, requests, licence = 4, 24, "LIC-RACE-SIGN"
     plans = {"race": {"qps": 1000, "concurrency": 50, "maxArtifactBytes": 1048576, "dailySignatures": limit}}
-    settings = Settings.from_environment(
+    settings = load(
+        AllSettings,
         {
             **moto_server.environment,
             "SIGNER_REGISTRY_INSECURE_LOOPBACK": "true",
             "SIGNER_PLANS": json.dumps(plans),
-        }
+        },
     )
     clock = FixedClock(_frozen_now())
     poe = licensing.mint(

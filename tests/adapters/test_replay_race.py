@@ -9,7 +9,7 @@ from typing import Any
 from local.dpop import DpopKey
 from stellaops_signer import http
 from stellaops_signer.adapters.replay import DynamoDbReplayStore
-from stellaops_signer.config import Settings
+from stellaops_signer.config import AllSettings, load
 from stellaops_signer.domain.errors import InvalidDpopProof
 from stellaops_signer.wiring import Container
 from tests.conftest import PUBLIC_BASE_URL
@@ -51,7 +51,7 @@ def test_one_key_remembered_by_many_instances_at_once_has_one_winner(moto_server
 def test_one_proof_raced_through_many_authorizer_instances_is_allowed_once(
     moto_server: MotoServer, authority: Any
 ) -> None:
-    settings = Settings.from_environment({**moto_server.environment, "SIGNER_REQUIRE_DPOP_NONCE": "false"})
+    settings = load(AllSettings, {**moto_server.environment, "SIGNER_REQUIRE_DPOP_NONCE": "false"})
     containers = [Container(settings, session=moto_server.session) for _ in range(INSTANCES)]
     key = DpopKey()
     token = token_for(authority, None, cnf={"jkt": key.thumbprint})

@@ -10,7 +10,14 @@ import uuid
 import pytest
 
 from stellaops_signer import http
-from stellaops_signer.config import ENVIRONMENT, Settings
+from stellaops_signer.config import (
+    AllSettings,
+    AuthenticateSettings,
+    CheckQuotaSettings,
+    SignDsseSettings,
+    VerifyReleaseSettings,
+    load,
+)
 from stellaops_signer.domain import errors
 from stellaops_signer.domain.errors import AuthenticationError, ConfigurationError, SignerError
 from stellaops_signer.domain.predicates import DEFAULT_PREDICATE_TYPES
@@ -51,33 +58,179 @@ SPEC_ERROR_TABLE = [
 ]
 
 
-# --- settings -----------------------------------------------------------------------------------
+# --- settings ---------------------------------------------------------------------------------
+
+#: A value for every required setting of every function (what the template always sets).
+REQUIRED = {
+    "SIGNER_AUTHORITY_ISSUER": "https://authority.example.com",
+    "SIGNER_AUTHORITY_JWKS_URL": "https://authority.example.com/jwks",
+    "SIGNER_AUDIT_TABLE": "audit",
+    "SIGNER_PUBLIC_BASE_URL": "https://signer.example.com",
+    "SIGNER_NONCE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:nonce",
+    "SIGNER_REPLAY_TABLE": "replay",
+    "SIGNER_LICENSING_ISSUER": "https://licensing.example.com",
+    "SIGNER_LICENSING_JWKS_URL": "https://licensing.example.com/jwks",
+    "SIGNER_PLANS": json.dumps({"pro": PLAN}),
+    "SIGNER_CACHE_TABLE": "cache",
+    "SIGNER_QUOTA_TABLE": "quota",
+    "SIGNER_RESERVATION_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:reservation",
+    "SIGNER_RELEASE_TRUSTED_KEYS": "-----BEGIN PUBLIC KEY-----",
+    "SIGNER_SCANNER_REPOSITORIES": "registry.example/stellaops/scanner",
+    "SIGNER_REGISTRY_ALLOW_LIST": "registry.example",
+    "SIGNER_KMS_KEY_ID": "alias/signer",
+    "SIGNER_IDEMPOTENCY_TABLE": "idempotency",
+    "SIGNER_PAYLOAD_BUCKET": "payloads",
+}
+
+#: Each function's model and the settings it requires (and so cannot start without).
+FUNCTIONS = {
+    AuthenticateSettings: {
+        "SIGNER_AUTHORITY_ISSUER",
+        "SIGNER_AUDIT_TABLE",
+        "SIGNER_PUBLIC_BASE_URL",
+        "SIGNER_NONCE_SECRET_ARN",
+        "SIGNER_REPLAY_TABLE",
+    },
+    CheckQuotaSettings: {
+        "SIGNER_AUTHORITY_ISSUER",
+        "SIGNER_AUDIT_TABLE",
+        "SIGNER_LICENSING_ISSUER",
+        "SIGNER_PLANS",
+        "SIGNER_CACHE_TABLE",
+        "SIGNER_QUOTA_TABLE",
+        "SIGNER_RESERVATION_SECRET_ARN",
+    },
+    VerifyReleaseSettings: {
+        "SIGNER_AUTHORITY_ISSUER",
+        "SIGNER_AUDIT_TABLE",
+        "SIGNER_RELEASE_TRUSTED_KEYS",
+        "SIGNER_SCANNER_REPOSITORIES",
+        "SIGNER_REGISTRY_ALLOW_LIST",
+        "SIGNER_CACHE_TABLE",
+    },
+    SignDsseSettings: {
+        "SIGNER_AUTHORITY_ISSUER",
+        "SIGNER_AUDIT_TABLE",
+        "SIGNER_LICENSING_ISSUER",
+        "SIGNER_PLANS",
+        "SIGNER_CACHE_TABLE",
+        "SIGNER_QUOTA_TABLE",
+        "SIGNER_RESERVATION_SECRET_ARN",
+        "SIGNER_RELEASE_TRUSTED_KEYS",
+        "SIGNER_SCANNER_REPOSITORIES",
+        "SIGNER_REGISTRY_ALLOW_LIST",
+        "SIGNER_KMS_KEY_ID",
+        "SIGNER_IDEMPOTENCY_TABLE",
+        "SIGNER_PAYLOAD_BUCKET",
+    },
+}
 
 
-def test_empty_environment_gives_the_spec_defaults() -> None:
-    settings = Settings.from_environment({})
+def _settings(**changes: str) -> AllSettings:
+    return load(AllSettings, {**REQUIRED, **{k.upper(): v for k, v in changes.items()}})
+
+
+def _variables(model: type) -> set[str]:
+    return {f.metadata["variable"] for f in dataclasses.fields(model)}
+
+
+def _required(model: type) -> set[str]:
+    return {
+        f.metadata["variable"]
+        for f in dataclasses.fields(model)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
+
+
+def test_unset_optional_settings_give_the_spec_defaults() -> None:
+    settings = _settings()
     assert settings.require_dpop_nonce is True
     assert settings.max_token_lifetime_seconds == 600
     assert settings.dpop_nonce_ttl_seconds == 300
     assert settings.poe_cache_ttl_seconds == 300
     assert settings.default_signing_mode == "kms"
     assert settings.allowed_predicate_types == DEFAULT_PREDICATE_TYPES
-    assert settings.plans == {}
-    assert settings.fulcio_url == "" and settings.kms_key_id == ""
+    assert settings.fulcio_url == "" and settings.timestamp_authority_url == ""
+    assert settings.tenant_signing_keys == {} and settings.retired_signing_keys == ()
 
 
-def test_missing_required_setting_names_its_environment_variable() -> None:
-    with pytest.raises(ConfigurationError, match="SIGNER_KMS_KEY_ID"):
-        Settings.from_environment({}).require("kms_key_id")
+@pytest.mark.parametrize("model", list(FUNCTIONS), ids=lambda m: m.__name__)
+def test_each_function_requires_exactly_what_it_cannot_start_without(model: type) -> None:
+    assert _required(model) == FUNCTIONS[model]
 
 
-def test_required_settings_that_are_present_pass() -> None:
-    Settings.from_environment({"SIGNER_KMS_KEY_ID": "alias/signer"}).require("kms_key_id")
+@pytest.mark.parametrize(
+    ("model", "variable"),
+    [(model, variable) for model, required in FUNCTIONS.items() for variable in sorted(required)],
+    ids=lambda v: v if isinstance(v, str) else v.__name__,
+)
+def test_a_missing_required_setting_names_its_environment_variable(model: type, variable: str) -> None:
+    for unset in ({k: v for k, v in REQUIRED.items() if k != variable}, {**REQUIRED, variable: "  "}):
+        with pytest.raises(ConfigurationError, match=f"missing required setting\\(s\\): {variable}$"):
+            load(model, unset)
 
 
-def test_every_setting_has_a_signer_environment_variable() -> None:
-    assert set(ENVIRONMENT) == {f.name for f in dataclasses.fields(Settings)}
-    assert all(variable.startswith("SIGNER_") for variable in ENVIRONMENT.values())
+def test_every_missing_setting_is_named_at_once() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        load(AuthenticateSettings, {})
+    assert str(refused.value) == "missing required setting(s): " + ", ".join(
+        sorted(FUNCTIONS[AuthenticateSettings])
+    )
+
+
+def test_a_function_reads_nothing_of_what_it_does_not_use() -> None:
+    assert "SIGNER_KMS_KEY_ID" not in _variables(AuthenticateSettings) | _variables(VerifyReleaseSettings)
+    assert "SIGNER_NONCE_SECRET_ARN" not in _variables(SignDsseSettings) | _variables(CheckQuotaSettings)
+    assert "SIGNER_REPLAY_TABLE" not in _variables(SignDsseSettings)
+    assert "SIGNER_PLANS" not in _variables(AuthenticateSettings) | _variables(VerifyReleaseSettings)
+    # …so a function whose part is malformed elsewhere still starts: it never reads it.
+    load(AuthenticateSettings, {**REQUIRED, "SIGNER_PLANS": "{not json", "SIGNER_KMS_KEY_ID": ""})
+
+
+@pytest.mark.parametrize(
+    ("variable", "needs"),
+    [
+        ("SIGNER_AUTHORITY_JWKS_URL", "SIGNER_AUTHORITY_JWKS or its _URL form is required"),
+        ("SIGNER_LICENSING_JWKS_URL", "SIGNER_LICENSING_JWKS or its _URL form is required"),
+    ],
+)
+def test_a_key_set_is_required_inline_or_by_url(variable: str, needs: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(needs)):
+        load(AllSettings, {k: v for k, v in REQUIRED.items() if k != variable})
+
+
+@pytest.mark.parametrize(
+    ("switch", "needs"),
+    [
+        (
+            "SIGNER_FULCIO_URL",
+            "SIGNER_FULCIO_ROOT_CERTIFICATES, SIGNER_KEYLESS_IDENTITY_TOKEN_URL, "
+            "SIGNER_KEYLESS_CLIENT_SECRET_ARN",
+        ),
+        ("SIGNER_TIMESTAMP_AUTHORITY_URL", "SIGNER_TIMESTAMP_AUTHORITY_CERTIFICATES"),
+    ],
+)
+def test_an_optional_service_needs_all_of_its_settings(switch: str, needs: str) -> None:
+    with pytest.raises(
+        ConfigurationError, match=re.escape(f"{switch} is set: missing required setting(s): {needs}")
+    ):
+        load(SignDsseSettings, {**REQUIRED, switch: "https://service.example.com"})
+
+
+def test_every_setting_is_a_signer_variable_the_template_sets() -> None:
+    import yaml
+
+    from tests.conftest import ROOT
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
+    environment = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    signer = {v for v in environment if v.startswith("SIGNER_")}
+    # Not a template parameter: plain HTTP to loopback services, for the tests and make run only.
+    assert _variables(AllSettings) == signer | {"SIGNER_REGISTRY_INSECURE_LOOPBACK"}
 
 
 @pytest.mark.parametrize(
@@ -85,22 +238,22 @@ def test_every_setting_has_a_signer_environment_variable() -> None:
 )
 def test_malformed_plans_json_names_signer_plans(raw: str) -> None:
     with pytest.raises(ConfigurationError, match="SIGNER_PLANS"):
-        Settings.from_environment({"SIGNER_PLANS": raw})
+        _settings(signer_plans=raw)
 
 
 @pytest.mark.parametrize("field", list(PLAN))
 def test_plan_limit_below_one_is_refused(field: str) -> None:
     with pytest.raises(ConfigurationError, match="SIGNER_PLANS"):
-        Settings.from_environment({"SIGNER_PLANS": json.dumps({"pro": {**PLAN, field: 0}})})
+        _settings(signer_plans=json.dumps({"pro": {**PLAN, field: 0}}))
 
 
 def test_plan_with_an_unknown_limit_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="SIGNER_PLANS"):
-        Settings.from_environment({"SIGNER_PLANS": json.dumps({"pro": {**PLAN, "qpss": 5}})})
+        _settings(signer_plans=json.dumps({"pro": {**PLAN, "qpss": 5}}))
 
 
 def test_plans_are_parsed_from_json() -> None:
-    settings = Settings.from_environment({"SIGNER_PLANS": json.dumps({"pro": PLAN})})
+    settings = _settings(signer_plans=json.dumps({"pro": PLAN}))
     assert dataclasses.asdict(settings.plans["pro"]) == PLAN
 
 
@@ -116,33 +269,31 @@ def test_plans_are_parsed_from_json() -> None:
 )
 def test_public_base_url_that_is_not_an_https_origin_is_refused(url: str) -> None:
     with pytest.raises(ConfigurationError, match="SIGNER_PUBLIC_BASE_URL"):
-        Settings.from_environment({"SIGNER_PUBLIC_BASE_URL": url})
+        _settings(signer_public_base_url=url)
 
 
 def test_public_base_url_may_carry_a_path() -> None:
     url = "https://signer.example.com/stage"
-    assert Settings.from_environment({"SIGNER_PUBLIC_BASE_URL": url}).public_base_url == url
+    assert _settings(signer_public_base_url=url).public_base_url == url
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"), [("false", False), ("true", True), ("False", False), ("0", False)]
 )
 def test_require_dpop_nonce_parses_booleans(raw: str, expected: bool) -> None:
-    assert Settings.from_environment({"SIGNER_REQUIRE_DPOP_NONCE": raw}).require_dpop_nonce is expected
+    assert _settings(signer_require_dpop_nonce=raw).require_dpop_nonce is expected
 
 
 def test_require_dpop_nonce_that_is_not_a_boolean_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="SIGNER_REQUIRE_DPOP_NONCE"):
-        Settings.from_environment({"SIGNER_REQUIRE_DPOP_NONCE": "sometimes"})
+        _settings(signer_require_dpop_nonce="sometimes")
 
 
 def test_list_settings_are_split_on_commas_and_trimmed() -> None:
-    settings = Settings.from_environment(
-        {
-            "SIGNER_SCANNER_REPOSITORIES": " registry.example/stellaops/scanner, registry.example/other ,",
-            "SIGNER_REGISTRY_ALLOW_LIST": "registry.example,,ghcr.io",
-            "SIGNER_ALLOWED_PREDICATE_TYPES": "stella.ops/sbom@v1,https://example.com/custom@v1",
-        }
+    settings = _settings(
+        signer_scanner_repositories=" registry.example/stellaops/scanner, registry.example/other ,",
+        signer_registry_allow_list="registry.example,,ghcr.io",
+        signer_allowed_predicate_types="stella.ops/sbom@v1,https://example.com/custom@v1",
     )
     assert settings.scanner_repositories == ("registry.example/stellaops/scanner", "registry.example/other")
     assert settings.registry_allow_list == ("registry.example", "ghcr.io")
@@ -160,7 +311,7 @@ def test_list_settings_are_split_on_commas_and_trimmed() -> None:
 )
 def test_malformed_setting_names_its_environment_variable(variable: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=variable):
-        Settings.from_environment({variable: raw})
+        _settings(**{variable: raw})
 
 
 # --- the error table ------------------------------------------------------------------------------
