@@ -11,7 +11,6 @@ Failures raise the errors named after the spec's codes (``PlanThrottled``, ``Quo
 from typing import Any
 
 from stellaops_signer import http
-from stellaops_signer.domain.errors import InvalidRequest
 from stellaops_signer.observability import logger, metrics
 from stellaops_signer.usecases.meta import RequestMeta
 from stellaops_signer.wiring import cold_start, container
@@ -43,13 +42,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
         return http.serve(event, ROUTES, container, context)
     signer = container()
-    action = event.get("action")
-    if action not in ("reserve", "release"):
-        raise InvalidRequest("action must be reserve or release")
-    principal = signer.tokens.authenticate_iam(event.get("opToken"))
-    if action == "release":
-        return signer.quota_desk.release(principal, event.get("reservation"))
-    poe = event.get("poe")
-    return signer.quota_desk.reserve(
-        principal, poe.get("value") if isinstance(poe, dict) else None, event.get("artifactBytes")
+    return signer.quota_desk.step(
+        signer.tokens.authenticate_iam(event.get("opToken")),
+        event.get("action"),
+        poe=event.get("poe"),
+        artifact_bytes=event.get("artifactBytes"),
+        sealed=event.get("reservation"),
     )

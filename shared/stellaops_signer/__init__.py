@@ -2,8 +2,12 @@
 
 The layer's public surface, what ``functions/*/app.py`` and the local stack use:
 
-- ``wiring``: ``container()`` (the composition root of this process), ``Container`` (its adapters
-  injectable), ``cold_start``, ``install``, ``reset``.
+- ``wiring``: ``cold_start(function)`` (its root in ``ROOTS``: settings model and what the init
+  builds), ``container()`` (this process's composition root), ``Container`` (its adapters
+  injectable), ``install``, ``reset``.
+- ``config``: each function's settings model (``AuthenticateSettings``, ``CheckQuotaSettings``,
+  ``VerifyReleaseSettings``, ``SignDsseSettings``) composed of parts, ``load``.
+- ``observability``: ``logger`` (Powertools), ``metrics`` (EMF, ``log_metrics``), ``count*``.
 - ``http``: ``serve`` (a proxy event → its route, the caller confirmed), ``authorizer_answer``,
   ``ApiRequest``, ``Answer``, the route paths and header names, ``correlation_id``.
 - ``usecases``: ``SignDsse``, ``ReleaseQuery``/``ReleaseVerifier``, ``QuotaDesk``,

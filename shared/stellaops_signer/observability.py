@@ -22,6 +22,8 @@ from typing import Any, TypeVar, cast
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 
+from stellaops_signer.domain.jose import JsonObject
+
 __all__ = [
     "EmfMetrics",
     "MetricUnit",
@@ -113,7 +115,7 @@ class EmfMetrics:
         if self.enabled:
             self._key_usage[(mode, key)] = self._key_usage.get((mode, key), 0) + 1
 
-    def documents(self) -> list[dict[str, Any]]:
+    def documents(self) -> list[JsonObject]:
         """The EMF documents of what was counted: one, or one more per further key used."""
         timestamp = int(time.time() * 1000)
         documents: list[dict[str, Any]] = []

@@ -313,7 +313,7 @@ class Container:
         client = RegistryClient(
             allow_list=settings.registry_allow_list,
             insecure_loopback=settings.registry_insecure_loopback,
-            ecr_token=EcrAuthorization(self.client("ecr")) if uses_ecr else None,
+            ecr_token=EcrAuthorization(self.client("ecr"), self.clock) if uses_ecr else None,
             ca_bundle=registry_ca_file(settings.registry_ca_bundle) if settings.registry_ca_bundle else None,
         )
         return ReleaseVerifier(

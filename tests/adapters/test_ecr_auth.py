@@ -10,6 +10,7 @@ from typing import Any
 import requests
 import urllib3
 
+from stellaops_signer.adapters.clock import SystemClock
 from stellaops_signer.adapters.registry import EcrAuthorization, RegistryClient
 
 ECR_HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
@@ -45,7 +46,7 @@ class TwelveHourTokens:
 
 def test_ecr_credentials_come_from_get_authorization_token_and_are_cached(aws: Any) -> None:
     client = TwelveHourTokens(aws.client("ecr"))
-    authorization = EcrAuthorization(client)
+    authorization = EcrAuthorization(client, SystemClock())
     token = authorization(ECR_HOST)
     assert base64.b64decode(token).decode().startswith("AWS:")
     assert authorization(ECR_HOST) == token and client.calls == 1
@@ -53,7 +54,7 @@ def test_ecr_credentials_come_from_get_authorization_token_and_are_cached(aws: A
 
 def test_expired_ecr_credentials_are_fetched_again(aws: Any) -> None:
     client = TwelveHourTokens(aws.client("ecr"))
-    authorization = EcrAuthorization(aws.client("ecr"))  # moto's answer: already expired
+    authorization = EcrAuthorization(aws.client("ecr"), SystemClock())  # moto's answer: already expired
     authorization(ECR_HOST)
     authorization._client = client  # type: ignore[attr-defined]
     authorization(ECR_HOST)
@@ -62,7 +63,7 @@ def test_expired_ecr_credentials_are_fetched_again(aws: Any) -> None:
 
 def test_requests_to_an_ecr_registry_carry_basic_credentials_over_https(aws: Any) -> None:
     session = RecordingSession()
-    authorization = EcrAuthorization(aws.client("ecr"))
+    authorization = EcrAuthorization(aws.client("ecr"), SystemClock())
     registry = RegistryClient(allow_list=[ECR_HOST], session=session, ecr_token=authorization)
     assert registry.collect(f"{ECR_HOST}/stellaops/scanner", "sha256:" + "a" * 64) == []
     first = session.sent[0]

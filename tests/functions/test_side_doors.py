@@ -172,6 +172,17 @@ def test_quota_steps_without_a_token_are_refused(aws: Any, raw_handlers: Any, ev
         raw_handlers["check_quota"](event)
 
 
+@pytest.mark.parametrize("action", [None, "", "steal", "RESERVE", ["reserve"]])
+def test_a_quota_step_that_is_neither_reserve_nor_release_is_refused(
+    aws: Any, raw_handlers: Any, authority: Any, client_cert: Any, action: Any
+) -> None:
+    event = {"action": action, "opToken": token_for(authority, client_cert), "artifactBytes": 10}
+    with pytest.raises(InvalidRequest, match="action must be reserve or release"):
+        raw_handlers["check_quota"](event)
+    with pytest.raises(InvalidToken):  # and the token is checked first: nothing is said to a stranger
+        raw_handlers["check_quota"]({**event, "opToken": "not-a-token"})
+
+
 # --- reservations: sealed, bound, single-use, released once ----------------------------------
 
 

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # annotations only: the stubs are not in the layer
     from mypy_boto3_ecr.client import ECRClient
 
     from stellaops_signer.domain.jose import JsonObject
+    from stellaops_signer.ports import Clock
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -453,19 +454,22 @@ def _digest_of(descriptor: JsonObject) -> str:
 class EcrAuthorization:
     """ECR registry credentials (``GetAuthorizationToken``), refreshed an hour before they expire."""
 
-    def __init__(self, client: ECRClient) -> None:
+    def __init__(self, client: ECRClient, clock: Clock) -> None:
         self._client = client
+        self._clock = clock
         self._lock = threading.Lock()
         self._token: tuple[str, float] | None = None
 
     def __call__(self, host: str) -> str:
         with self._lock:
-            if self._token is None or self._token[1] <= time.time():
+            if self._token is None or self._token[1] <= self._clock.now():
                 try:
                     data = self._client.get_authorization_token()["authorizationData"][0]
                     token = data["authorizationToken"]
                     expires = (
-                        data["expiresAt"].timestamp() - 3600 if "expiresAt" in data else time.time() + 3600
+                        data["expiresAt"].timestamp() - 3600
+                        if "expiresAt" in data
+                        else self._clock.now() + 3600
                     )
                 except Exception as exc:  # botocore errors or answers of any shape: no credentials
                     raise ReleaseUnverifiable("ECR credentials are unavailable") from exc

@@ -73,6 +73,18 @@ class QuotaDesk:
             },
         }, headers
 
+    def step(
+        self, principal: Principal, action: object, *, poe: object, artifact_bytes: object, sealed: JsonValue
+    ) -> JsonObject:
+        """The pipeline's CheckQuota (``reserve``) or ReleaseQuota (``release``) step; raises
+        InvalidRequest for any other action."""
+        if action == "reserve":
+            value = poe.get("value") if isinstance(poe, dict) else None
+            return self.reserve(principal, value if isinstance(value, str) else None, artifact_bytes)
+        if action == "release":
+            return self.release(principal, sealed)
+        raise InvalidRequest("action must be reserve or release")
+
     def reserve(self, principal: Principal, poe: str | None, artifact_bytes: object) -> JsonObject:
         """The pipeline's CheckQuota step: entitlement and a sealed reservation SignDsse then uses
         (once). Raises InvalidRequest, InsufficientScope, EntitlementDenied, ArtifactTooLarge,
