@@ -5,28 +5,26 @@ A function's settings are a small model composed of the parts it uses (``Authent
 unset or empty, it stops the cold start with a ConfigurationError naming its environment variable;
 so does a malformed value. There are no silent defaults for trust material.
 
-Plain dataclasses rather than pydantic models: settings are parsed once per container and pydantic
-alone costs about 100 ms of cold import (decision 0006).
+Plain classes rather than pydantic models or dataclasses: settings are parsed once per container,
+and pydantic alone costs about 100 ms of cold import (decision 0006), dataclasses ~30 ms here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from stellaops_signer.domain.errors import ConfigurationError
-from stellaops_signer.domain.jose import JsonValue
 from stellaops_signer.domain.predicates import DEFAULT_PREDICATE_TYPES
 from stellaops_signer.domain.quota import Plan
 
 if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
+    from stellaops_signer.domain.jose import JsonValue
 
 __all__ = [
     "AllSettings",
@@ -38,11 +36,14 @@ __all__ = [
     "LicensingSettings",
     "QuotaSettings",
     "ReleaseSettings",
+    "Setting",
+    "Settings",
     "SignDsseSettings",
     "SigningSettings",
     "TokenSettings",
     "VerifyReleaseSettings",
     "load",
+    "settings_of",
     "variable_of",
 ]
 
@@ -137,25 +138,66 @@ def _retired(variable: str, raw: str) -> tuple[tuple[str, datetime], ...]:
     return tuple(retired)
 
 
-def _required(variable: str, parse: Parse = _text) -> Any:  # a dataclass field, as ``field()`` returns
-    """A field read from ``variable`` that the function cannot start without."""
-    return field(metadata={"variable": variable, "parse": parse})
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a settings class: its environment variable, how it is parsed, its default
+    (``REQUIRED``: none, the function cannot start without it)."""
+
+    variable: str
+    parse: Parse
+    default: Callable[[], object] | None  # None: required
+
+
+def _required(variable: str, parse: Parse = _text) -> Any:  # Any: the field's annotation is its type
+    """A setting read from ``variable`` that the function cannot start without."""
+    return Setting(variable, parse, None)
 
 
 def _optional(variable: str, default: T, parse: Parse = _text) -> T:
-    """A field read from ``variable``, ``default`` when it is unset or empty."""
-    return field(default=default, metadata={"variable": variable, "parse": parse})
+    """A setting read from ``variable``, ``default`` when it is unset or empty."""
+    return cast("T", Setting(variable, parse, lambda: default))
 
 
 def _optional_mapping(variable: str, parse: Parse) -> Mapping[str, str]:
-    return field(default_factory=dict, metadata={"variable": variable, "parse": parse})
+    return cast("Mapping[str, str]", Setting(variable, parse, dict))
+
+
+class Settings:
+    """Frozen settings: each class attribute that is a ``Setting`` becomes the instance's value.
+
+    Not dataclasses: a dataclass per part and per function (multiple inheritance, 40 fields) cost
+    ~30 ms of every cold import; these classes cost nothing to define."""
+
+    def __init__(self, values: Mapping[str, object]) -> None:
+        for name, setting in settings_of(type(self)).items():
+            value = values[name] if name in values else setting.default() if setting.default else None
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"settings are read-only: {name}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(settings_of(type(self)))})"
+
+
+def settings_of(model: type[Settings]) -> dict[str, Setting]:
+    """Every ``Setting`` of ``model`` and its parts, by attribute name."""
+    found = _SETTINGS.get(model)
+    if found is None:
+        found = {}
+        for part in reversed(model.__mro__):
+            found.update({n: v for n, v in vars(part).items() if isinstance(v, Setting)})
+        _SETTINGS[model] = found
+    return found
+
+
+_SETTINGS: dict[type[Settings], dict[str, Setting]] = {}
 
 
 # --- the parts ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class TokenSettings:
+class TokenSettings(Settings):
     """Every function: the Authority's OpToks."""
 
     authority_issuer: str = _required("SIGNER_AUTHORITY_ISSUER")
@@ -168,16 +210,14 @@ class TokenSettings:
             raise ConfigurationError("SIGNER_AUTHORITY_JWKS or its _URL form is required")
 
 
-@dataclass(frozen=True, kw_only=True)
-class AuditSettings:
+class AuditSettings(Settings):
     """Every function: where decisions are recorded."""
 
     audit_table: str = _required("SIGNER_AUDIT_TABLE")
     audit_retention_days: int = _optional("SIGNER_AUDIT_RETENTION_DAYS", 400, _integer(1, 36500))
 
 
-@dataclass(frozen=True, kw_only=True)
-class DpopSettings:
+class DpopSettings(Settings):
     """The authorizer: proofs of possession (RFC 9449) for the public URL, nonces, replay."""
 
     public_base_url: str = _required("SIGNER_PUBLIC_BASE_URL", _https_origin)
@@ -187,15 +227,13 @@ class DpopSettings:
     dpop_nonce_ttl_seconds: int = _optional("SIGNER_DPOP_NONCE_TTL_SECONDS", 300, _integer(1, 3600))
 
 
-@dataclass(frozen=True, kw_only=True)
-class CacheSettings:
+class CacheSettings(Settings):
     """The verdict and introspection cache (release verdicts, confirmed PoEs)."""
 
     cache_table: str = _required("SIGNER_CACHE_TABLE")
 
 
-@dataclass(frozen=True, kw_only=True)
-class LicensingSettings:
+class LicensingSettings(Settings):
     """Proofs of Entitlement and the plans they name."""
 
     licensing_issuer: str = _required("SIGNER_LICENSING_ISSUER")
@@ -210,16 +248,14 @@ class LicensingSettings:
             raise ConfigurationError("SIGNER_LICENSING_JWKS or its _URL form is required")
 
 
-@dataclass(frozen=True, kw_only=True)
-class QuotaSettings:
+class QuotaSettings(Settings):
     """Plan quotas: the counters and leases, and the key that seals a pipeline's reservation."""
 
     quota_table: str = _required("SIGNER_QUOTA_TABLE")
     reservation_secret_arn: str = _required("SIGNER_RESERVATION_SECRET_ARN")
 
 
-@dataclass(frozen=True, kw_only=True)
-class ReleaseSettings:
+class ReleaseSettings(Settings):
     """Release integrity: which scanner images are genuine, from which registries."""
 
     release_trusted_keys: str = _required("SIGNER_RELEASE_TRUSTED_KEYS")
@@ -230,8 +266,7 @@ class ReleaseSettings:
     registry_insecure_loopback: bool = _optional("SIGNER_REGISTRY_INSECURE_LOOPBACK", False, _boolean)
 
 
-@dataclass(frozen=True, kw_only=True)
-class SigningSettings:
+class SigningSettings(Settings):
     """Signing: the KMS keys, the predicate catalogue, the size rule, idempotent answers, keyless
     signing (when ``FulcioUrl`` is set) and timestamps (when ``TimestampAuthorityUrl`` is)."""
 
@@ -276,22 +311,18 @@ class SigningSettings:
 # --- each function's -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
 class AuthenticateSettings(TokenSettings, DpopSettings, AuditSettings):
     """``authenticate``: the REQUEST authorizer and the pipeline's Authenticate step."""
 
 
-@dataclass(frozen=True, kw_only=True)
 class CheckQuotaSettings(TokenSettings, AuditSettings, LicensingSettings, QuotaSettings, CacheSettings):
     """``check_quota``: ``GET /quota`` and the pipeline's CheckQuota and ReleaseQuota steps."""
 
 
-@dataclass(frozen=True, kw_only=True)
 class VerifyReleaseSettings(TokenSettings, AuditSettings, ReleaseSettings, CacheSettings):
     """``verify_release``: ``GET /verify/referrers`` and the pipeline's VerifyRelease step."""
 
 
-@dataclass(frozen=True, kw_only=True)
 class SignDsseSettings(
     TokenSettings,
     AuditSettings,
@@ -304,12 +335,11 @@ class SignDsseSettings(
     """``sign_dsse``: ``POST /sign/dsse``, ``GET /keys`` and the pipeline's SignDsse step."""
 
 
-@dataclass(frozen=True, kw_only=True)
 class AllSettings(AuthenticateSettings, CheckQuotaSettings, VerifyReleaseSettings, SignDsseSettings):
     """Every function's, for a process that hosts them all (the local stack, the tests)."""
 
 
-S = TypeVar("S", bound="DataclassInstance")
+S = TypeVar("S", bound=Settings)
 
 
 def load(model: type[S], environ: Mapping[str, str]) -> S:
@@ -317,29 +347,28 @@ def load(model: type[S], environ: Mapping[str, str]) -> S:
     is unset (or empty), or the first malformed one."""
     values: dict[str, object] = {}
     missing: list[str] = []
-    for item in dataclasses.fields(model):
-        variable, parse = item.metadata["variable"], item.metadata["parse"]
-        raw = environ.get(variable, "").strip()
+    for name, setting in settings_of(model).items():
+        raw = environ.get(setting.variable, "").strip()
         if raw:
-            values[item.name] = parse(variable, raw)
-        elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
-            missing.append(variable)
+            values[name] = setting.parse(setting.variable, raw)
+        elif setting.default is None:
+            missing.append(setting.variable)
     if missing:
         raise ConfigurationError("missing required setting(s): " + ", ".join(sorted(set(missing))))
-    settings = model(**values)
-    for part in type(settings).__mro__:
+    settings = model(values)
+    for part in model.__mro__:
         for name, check in vars(part).items():
             if name.startswith("_check_") and callable(check):
                 check(settings)
     return settings
 
 
-def variable_of(model: type[DataclassInstance], name: str) -> str:
-    """The environment variable of ``model``'s field ``name`` (for messages)."""
-    return next(str(f.metadata["variable"]) for f in dataclasses.fields(model) if f.name == name)
+def variable_of(model: type[Settings], name: str) -> str:
+    """The environment variable of ``model``'s setting ``name`` (for messages)."""
+    return settings_of(model)[name].variable
 
 
-def _require_together(settings: DataclassInstance, because: str, *names: str) -> None:
+def _require_together(settings: Settings, because: str, *names: str) -> None:
     missing = [variable_of(type(settings), n) for n in names if not getattr(settings, n)]
     if missing:
         raise ConfigurationError(f"{because} is set: missing required setting(s): " + ", ".join(missing))

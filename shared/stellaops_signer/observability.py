@@ -19,12 +19,13 @@ import sys
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 
-from stellaops_signer.domain.jose import JsonObject
+if TYPE_CHECKING:
+    from stellaops_signer.domain.jose import JsonObject
 
 __all__ = [
     "EmfMetrics",

@@ -14,9 +14,11 @@ from stellaops_signer.config import (
     AllSettings,
     AuthenticateSettings,
     CheckQuotaSettings,
+    Settings,
     SignDsseSettings,
     VerifyReleaseSettings,
     load,
+    settings_of,
 )
 from stellaops_signer.domain import errors
 from stellaops_signer.domain.errors import AuthenticationError, ConfigurationError, SignerError
@@ -130,16 +132,19 @@ def _settings(**changes: str) -> AllSettings:
     return load(AllSettings, {**REQUIRED, **{k.upper(): v for k, v in changes.items()}})
 
 
-def _variables(model: type) -> set[str]:
-    return {f.metadata["variable"] for f in dataclasses.fields(model)}
+def _variables(model: type[Settings]) -> set[str]:
+    return {setting.variable for setting in settings_of(model).values()}
 
 
-def _required(model: type) -> set[str]:
-    return {
-        f.metadata["variable"]
-        for f in dataclasses.fields(model)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    }
+def _required(model: type[Settings]) -> set[str]:
+    return {setting.variable for setting in settings_of(model).values() if setting.default is None}
+
+
+def test_settings_are_read_only() -> None:
+    settings = _settings()
+    with pytest.raises(AttributeError):
+        settings.kms_key_id = "alias/other"  # type: ignore[misc]
+    assert settings.kms_key_id == "alias/signer"
 
 
 def test_unset_optional_settings_give_the_spec_defaults() -> None:
@@ -155,7 +160,7 @@ def test_unset_optional_settings_give_the_spec_defaults() -> None:
 
 
 @pytest.mark.parametrize("model", list(FUNCTIONS), ids=lambda m: m.__name__)
-def test_each_function_requires_exactly_what_it_cannot_start_without(model: type) -> None:
+def test_each_function_requires_exactly_what_it_cannot_start_without(model: type[Settings]) -> None:
     assert _required(model) == FUNCTIONS[model]
 
 
@@ -164,7 +169,9 @@ def test_each_function_requires_exactly_what_it_cannot_start_without(model: type
     [(model, variable) for model, required in FUNCTIONS.items() for variable in sorted(required)],
     ids=lambda v: v if isinstance(v, str) else v.__name__,
 )
-def test_a_missing_required_setting_names_its_environment_variable(model: type, variable: str) -> None:
+def test_a_missing_required_setting_names_its_environment_variable(
+    model: type[Settings], variable: str
+) -> None:
     for unset in ({k: v for k, v in REQUIRED.items() if k != variable}, {**REQUIRED, variable: "  "}):
         with pytest.raises(ConfigurationError, match=f"missing required setting\\(s\\): {variable}$"):
             load(model, unset)
