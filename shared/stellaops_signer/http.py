@@ -25,7 +25,7 @@ from stellaops_signer.domain.errors import (
     NotFound,
     SignerError,
 )
-from stellaops_signer.observability import count_outcome, log_request, logger
+from stellaops_signer.observability import count_outcome, logger
 
 if TYPE_CHECKING:  # annotations only: nothing more is imported at cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -229,13 +229,16 @@ def _access(request: ApiRequest, status: int, code: str, started: float, audit_i
     """The one INFO line of a request (spec §5.7): route, status, code, latency, tenant, auditId —
     never a token, a proof or a PoE."""
     tenant = request.principal.tenant if request.principal else str(request.authorizer.get("tid", ""))
-    log_request(
-        route=request.route,
-        status=status,
-        code=code,
-        latencyMs=round((time.perf_counter() - started) * 1000, 1),
-        tenant=tenant,
-        auditId=audit_id,
+    logger.info(
+        "request",
+        extra={
+            "route": request.route,
+            "status": status,
+            "code": code,
+            "latencyMs": round((time.perf_counter() - started) * 1000, 1),
+            "tenant": tenant,
+            "auditId": audit_id,
+        },
     )
 
 

@@ -10,12 +10,10 @@ Metrics are CloudWatch embedded metric format (EMF) documents printed when an in
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -33,7 +31,6 @@ __all__ = [
     "count",
     "count_key_usage",
     "count_outcome",
-    "log_request",
     "logger",
     "metrics",
     "metrics_disabled",
@@ -169,58 +166,6 @@ class EmfMetrics:
 
 logger = Logger(service=SERVICE, logger_formatter=_Formatter())
 metrics = EmfMetrics(namespace=NAMESPACE, service=SERVICE)
-
-
-class _Moment:
-    """What Powertools' ``formatTime`` reads of a record: when it was made."""
-
-    __slots__ = ("created", "msecs")
-
-    def __init__(self, now: float) -> None:
-        self.created = now
-        self.msecs = int((now - int(now)) * 1000) + 0.0  # as logging.LogRecord computes it
-
-
-def log_request(**fields: object) -> None:
-    """The request's one INFO line (spec §5.7): the JSON ``logger.info("request", extra=fields)``
-    writes — the same keys, order and values (a test holds the two equal) — put on the logger's
-    stream directly. It is on every request's path, where building a LogRecord and passing it
-    through the logging machinery cost about two thirds of the line."""
-    if not logging.getLogger(logger.name).isEnabledFor(logging.INFO):  # Powertools' own logger
-        return
-    handler = logger.registered_handler
-    formatter = handler.formatter
-    caller = sys._getframe(1)
-    attributes = {
-        "levelname": "INFO",
-        "funcName": caller.f_code.co_name,
-        "lineno": caller.f_lineno,
-        "name": logger.name,
-    }
-    if not isinstance(formatter, _Formatter) or not isinstance(handler, logging.StreamHandler):
-        logger.info("request", extra=fields, stacklevel=2)
-        return
-    line: dict[str, object] = {}
-    for keys in (formatter.log_format, formatter.thread_safe_get_current_keys()):
-        for key, value in keys.items():
-            if value and key in _RESERVED and isinstance(value, str):
-                if "%(asctime)s" in value and "asctime" not in attributes:
-                    attributes["asctime"] = formatter.formatTime(
-                        cast("logging.LogRecord", _Moment(time.time()))
-                    )
-                try:
-                    value = value % attributes
-                except KeyError:  # a format naming other record attributes: the logging module's way
-                    logger.info("request", extra=fields, stacklevel=2)
-                    return
-            line[key] = value
-    line.update(fields)
-    line["message"] = "request"
-    line["xray_trace_id"] = formatter._get_latest_trace_id()
-    text = formatter.serialize({k: v for k, v in line.items() if v is not None})
-    with handler.lock or contextlib.nullcontext():
-        handler.stream.write(text + handler.terminator)
-        handler.stream.flush()
 
 
 def count_outcome(outcome: str) -> None:

@@ -4,12 +4,10 @@ UUIDs (the standard library), API Gateway's authorizer policy (Powertools' build
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from stellaops_signer import http
 from stellaops_signer.adapters.ids import random_id
 from stellaops_signer.domain.quota import utc_day
-from stellaops_signer.observability import EmfMetrics, MetricUnit, log_request, logger
+from stellaops_signer.observability import EmfMetrics, MetricUnit, logger
 
 # --- EMF (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html)
 
@@ -243,64 +241,3 @@ def test_the_policy_keeps_the_partition() -> None:
         r"arn:aws-cn:.*/v1/\*/\*",
         http.authorizer_policy(arn, "p", False, {})["policyDocument"]["Statement"][0]["Resource"][0],
     )
-
-
-# --- the request line: what logger.info would have written -------------------------------------------
-
-
-def _both(fields: dict[str, Any]) -> None:
-    log_request(**fields), logger.info("request", extra=fields)  # one line: one location
-
-
-@pytest.mark.parametrize(
-    "fields",
-    [
-        {
-            "route": "POST /api/v1/signer/sign/dsse",
-            "status": 200,
-            "code": "",
-            "latencyMs": 0.6,
-            "tenant": "t",
-        },
-        {"route": "GET /x", "status": 401, "code": "invalid_token", "tenant": None, "auditId": ""},
-        {"route": "GET /x", "weird": {"nested": [1, 2.5, None]}, "when": datetime(2027, 1, 1, tzinfo=UTC)},
-    ],
-    ids=["signed", "refused", "odd values"],
-)
-def test_the_request_line_is_what_logger_info_writes(
-    fields: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8")
-    handler = logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    sink = io.StringIO()
-    previous, level = handler.setStream(sink), logger.log_level
-    logger.setLevel(logging.INFO)
-    logger.append_keys(cold_start=False, function_name="SignDsseFunction")
-    logger.set_correlation_id("corr-1")
-    try:
-        _both(fields)
-    finally:
-        handler.setStream(previous)
-        logger.setLevel(level)
-        logger.remove_keys(["cold_start", "function_name", "correlation_id"])
-    ours, theirs = (json.loads(line) for line in sink.getvalue().splitlines())
-    assert list(ours) == list(theirs)  # the same keys in the same order
-    stamps = [line.pop("timestamp") for line in (ours, theirs)]
-    assert ours == theirs and ours["location"].startswith("_both:")
-    moments = [datetime.strptime(s, "%Y-%m-%d %H:%M:%S,%f%z") for s in stamps]
-    assert abs((moments[0] - moments[1]).total_seconds()) < 1
-
-
-def test_no_request_line_below_the_logger_level(monkeypatch: pytest.MonkeyPatch) -> None:
-    handler = logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    sink = io.StringIO()
-    previous, level = handler.setStream(sink), logger.log_level
-    logger.setLevel(logging.WARNING)
-    try:
-        log_request(route="GET /x", status=200)
-    finally:
-        handler.setStream(previous)
-        logger.setLevel(level)
-    assert sink.getvalue() == ""
