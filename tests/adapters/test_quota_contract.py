@@ -76,3 +76,25 @@ def test_licences_do_not_share_quotas(store: Any) -> None:
     quotas, _ = store
     quotas.reserve("LIC-1", PLAN)
     assert quotas.usage("LIC-2", PLAN) == {"qps": 0, "daily": 0, "inFlight": 0}
+
+
+def test_the_first_signing_of_a_new_second_or_day_writes_once(aws: Any) -> None:
+    """The DynamoDB adapter guesses the item's window from its last reservation: signing on, second
+    after second and across midnight, costs one UpdateItem per reservation, no failed condition."""
+    client = aws.client("dynamodb")
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb.UpdateItem", lambda **_: calls.append("update"))
+    clock = FixedClock(NOW)
+    quotas = DynamoDbQuotaStore(client, aws.environment["SIGNER_QUOTA_TABLE"], clock)
+    roomy = Plan(qps=100, concurrency=50, maxArtifactBytes=1024, dailySignatures=1000)
+    quotas.reserve("LIC-1", roomy)  # the licence's first: nothing known, one retry at most
+    calls.clear()
+    steps = [0.1, 0.2, 1.0, 0.3, 1.0, 86400.0, 0.1]  # same second, new seconds, a new day
+    for step in steps:
+        clock.advance(step)
+        quotas.reserve("LIC-1", roomy)
+    assert len(calls) == len(steps)  # nothing retried
+    other = DynamoDbQuotaStore(client, aws.environment["SIGNER_QUOTA_TABLE"], clock)
+    calls.clear()
+    reservation = other.reserve("LIC-1", roomy)  # another container, a wrong guess: one retry, counted right
+    assert len(calls) <= 2 and (reservation.qps_used, reservation.daily_used) == (3, 3)

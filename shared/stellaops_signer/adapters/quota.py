@@ -75,6 +75,9 @@ class DynamoDbQuotaStore:
         self._client = client
         self._table = table
         self._clock = clock
+        #: licence → (day, second) of this container's last reservation: the best guess of the item's
+        #: window, so that the first signing of a new second writes once instead of failing once.
+        self._windows: dict[str, tuple[str, int]] = {}
 
     @staticmethod
     def key(license_id: str) -> dict[str, AttributeValueTypeDef]:
@@ -86,8 +89,10 @@ class DynamoDbQuotaStore:
         now = self._clock.now()
         second, day = int(now), utc_day(now)
         lease_id = random_id()
-        # unknown: assume the common case (same day and second)
+        # Not read: guessed from this container's last reservation (else the common case, this same
+        # second); a wrong guess fails its condition and answers the item, which the retry reads.
         seen: dict[str, AttributeValueTypeDef] | None = None
+        known = self._windows.get(license_id)
         for _ in range(ATTEMPTS):
             slot = self._free_slot(seen, plan.concurrency, second)
             if slot is None:
@@ -95,8 +100,12 @@ class DynamoDbQuotaStore:
                     "the plan's concurrent signings are all in flight",
                     headers=refusal_headers(1, plan.concurrency, plan),
                 )
-            same_day = seen is None or _text(seen, "day") == day
-            same_second = same_day and (seen is None or _number(seen, "sec") == second)
+            if seen is None:
+                same_day = known is None or known[0] == day
+                same_second = same_day and (known is None or known[1] == second)
+            else:
+                same_day = _text(seen, "day") == day
+                same_second = same_day and _number(seen, "sec") == second
             if same_day and _number(seen or {}, "n") >= plan.dailySignatures:
                 headers = refusal_headers(seconds_to_next_day(now), plan.dailySignatures, plan)
                 raise QuotaExhausted("the plan's daily signatures are used up", headers=headers)
@@ -111,6 +120,7 @@ class DynamoDbQuotaStore:
                 if seen is None:
                     raise SigningUnavailable("the quota store is unavailable") from error
                 continue
+            self._windows[license_id] = (day, second)
             try:
                 attributes = answer["Attributes"]
                 return Reservation(
