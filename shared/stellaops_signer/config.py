@@ -206,8 +206,7 @@ class TokenSettings(Settings):
     max_token_lifetime_seconds: int = _optional("SIGNER_MAX_TOKEN_LIFETIME_SECONDS", 600, _integer(1, 86400))
 
     def _check_tokens(self) -> None:
-        if not self.authority_jwks and not self.authority_jwks_url:
-            raise ConfigurationError("SIGNER_AUTHORITY_JWKS or its _URL form is required")
+        _key_set_given(self.authority_jwks, self.authority_jwks_url, "SIGNER_AUTHORITY_JWKS")
 
 
 class AuditSettings(Settings):
@@ -244,8 +243,7 @@ class LicensingSettings(Settings):
     poe_cache_ttl_seconds: int = _optional("SIGNER_POE_CACHE_TTL_SECONDS", 300, _integer(0, 86400))
 
     def _check_licensing(self) -> None:
-        if not self.licensing_jwks and not self.licensing_jwks_url:
-            raise ConfigurationError("SIGNER_LICENSING_JWKS or its _URL form is required")
+        _key_set_given(self.licensing_jwks, self.licensing_jwks_url, "SIGNER_LICENSING_JWKS")
 
 
 class QuotaSettings(Settings):
@@ -366,6 +364,11 @@ def load(model: type[S], environ: Mapping[str, str]) -> S:
 def variable_of(model: type[Settings], name: str) -> str:
     """The environment variable of ``model``'s setting ``name`` (for messages)."""
     return settings_of(model)[name].variable
+
+
+def _key_set_given(inline: str, url: str, variable: str) -> None:
+    if not inline and not url:
+        raise ConfigurationError(f"{variable} or its _URL form is required")
 
 
 def _require_together(settings: Settings, because: str, *names: str) -> None:
