@@ -29,6 +29,7 @@ from stellaops_signer.domain.quota import (
     seconds_to_next_day,
     utc_day,
 )
+from stellaops_signer.domain.tokens import CLOCK_SKEW_SECONDS
 from stellaops_signer.observability import logger
 from stellaops_signer.ports import Clock
 
@@ -119,6 +120,12 @@ class DynamoDbQuotaStore:
                 seen = _lost(error)
                 if seen is None:
                     raise SigningUnavailable("the quota store is unavailable") from error
+                ahead = _number(seen, "sec") - second
+                if 0 < ahead <= CLOCK_SKEW_SECONDS and _text(seen, "day") >= day:
+                    # Another container's clock already opened a later window: count this request
+                    # there (a window that went by cannot be written back to). A clock further off
+                    # than the skew we accept is not followed: the reservation then fails closed.
+                    day, second = _text(seen, "day"), _number(seen, "sec")
                 continue
             self._windows[license_id] = (day, second)
             try:
