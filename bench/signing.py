@@ -418,7 +418,7 @@ def local_stack_load() -> dict[str, dict[str, float]]:
     import shutil
 
     from local.client import LOCAL_SCANNER_DIGEST, SignerClient
-    from local.stack import free_port
+    from local.stack import free_port, stop_process
 
     directory = Path(tempfile.mkdtemp())
     port, authority_port, licensing_port = free_port(), free_port(), free_port()
@@ -470,12 +470,7 @@ def local_stack_load() -> dict[str, dict[str, float]]:
                 "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
             }
     finally:
-        process.terminate()  # by its PID (Popen), never by name
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
         shutil.rmtree(directory, ignore_errors=True)
     return results

@@ -83,8 +83,15 @@ class DevPki:
         write_key(self.ca.key, key)
         self.ca.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, *, server: bool = False, force: bool = False) -> Issued:
-        """A leaf signed by the CA: a TLS server cert for 127.0.0.1/localhost, or a client cert."""
+    def issue(
+        self,
+        name: str,
+        *,
+        server: bool = False,
+        force: bool = False,
+        addresses: tuple[str, ...] = ("127.0.0.1",),
+    ) -> Issued:
+        """A leaf signed by the CA: a TLS server cert for localhost and ``addresses``, or a client cert."""
         issued = Issued(self.dir / f"{name}.pem", self.dir / f"{name}.key")
         if issued.cert.exists() and not force and not self._expiring(issued.cert):
             return issued
@@ -105,7 +112,7 @@ class DevPki:
         if server:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                    [x509.DNSName("localhost"), *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses)]
                 ),
                 critical=False,
             )

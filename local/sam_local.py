@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import datetime as dt
 import fcntl
 import hashlib
 import ipaddress
@@ -50,6 +49,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from local.stack import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path("/var/cache/stellaops-signer/sam-local")
@@ -95,17 +96,6 @@ def run(
     if completed.returncode != 0:
         raise RuntimeError(f"{shlex.join(command[:4])} … failed ({completed.returncode}):\n{output[-4000:]}")
     return completed
-
-
-def stop_process(process: subprocess.Popen[Any], grace: float = 15) -> None:
-    """SIGTERM by PID if it still runs, SIGKILL after ``grace`` seconds."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def stop_group(leader: int, grace: float = 15) -> None:
@@ -629,43 +619,6 @@ def _pump(tls: ssl.SSLSocket, plain: socket.socket) -> None:
                 sink.sendall(data)
 
 
-def relay_certificate(pki: Any, address: str, directory: Path) -> tuple[Path, Path]:
-    """A TLS server certificate for the IP ``address``, issued by the dev CA of ``pki``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    ca_key = serialization.load_pem_private_key(pki.ca.key.read_bytes(), None)
-    ca_cert = x509.load_pem_x509_certificate(pki.ca.cert.read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"registry {address}")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))]), critical=False
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    cert_path, key_path = directory / "registry-relay.pem", directory / "registry-relay.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 @dataclass
 class Services:
     """What the functions reach from their containers, and the keys that mint their callers' credentials."""
@@ -718,7 +671,8 @@ class Services:
             registry, _, release_key = publish_release(directory)
             pki = DevPki(directory / "pki")
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(*relay_certificate(pki, address, directory))
+            relay_cert = pki.issue("registry-relay", server=True, force=True, addresses=(address,))
+            context.load_cert_chain(relay_cert.cert, relay_cert.key)
             relay = TlsRelay((address, 0), ("127.0.0.1", int(registry.base_url.rsplit(":", 1)[1])), context)
             registry_host = f"{address}:{relay.server_address[1]}"
 

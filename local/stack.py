@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from dataclasses import dataclass
@@ -157,6 +158,17 @@ def _deploy_pipeline(session: Any, template: Any, gateway: Any) -> str:
     invocations: list[Invocation] = []
     LambdaSimpleBackend.invoke = in_process_invoke(handlers, invocations)  # type: ignore[method-assign]
     return deploy(session, template, ACCOUNT)
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float = 15) -> None:
+    """SIGTERM by PID if it still runs, SIGKILL after ``grace`` seconds (never by name)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def free_port() -> int:

@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from local.registry import OciRegistry
+from local.stack import stop_process
 
 DOCKER_REGISTRY_CONFIG = """\
 version: 0.1
@@ -93,12 +94,7 @@ def docker_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _wait_until_serving(process, base_url, workdir / "registry.log")
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace=10)
         log.close()
 
 

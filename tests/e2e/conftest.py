@@ -17,7 +17,7 @@ import requests
 
 from local.authority import LocalAuthority
 from local.client import SignerClient
-from local.stack import free_port
+from local.stack import free_port, stop_process
 from tests.conftest import ROOT
 
 
@@ -67,11 +67,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         _entitle_shared_body(directory)
         yield info
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, grace=10)
         log.close()
 
 
