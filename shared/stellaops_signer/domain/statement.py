@@ -1,12 +1,20 @@
-"""The signing request and the in-toto Statement v1 built from it (spec §3.2)."""
+"""The signing request and the in-toto Statement v1 built from it (spec §3.2).
+
+The request is validated by pydantic's own engine, ``pydantic_core``, from a schema written with
+its ``core_schema`` builders: the same schema a pydantic ``BaseModel`` of these fields generates
+(a test holds the two to the same verdicts and errors), without pydantic's Python layer, which
+costs ``sign_dsse`` about 150 ms of every cold start (decision 0019).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic_core import SchemaValidator, ValidationError
+from pydantic_core import core_schema as cs
 
 from stellaops_signer.domain.errors import InvalidRequest, UnsupportedPredicateType
 from stellaops_signer.domain.jcs import CanonicalizationError, canonicalize
@@ -15,61 +23,39 @@ from stellaops_signer.domain.predicates import PredicateCatalogue
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 MAX_SUBJECTS = 1024
+IMAGE_DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 _DIGEST_LENGTHS = {"sha256": 64, "sha512": 128}
 _HEX = frozenset("0123456789abcdef")
 
-ImageDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class Subject(_Strict):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+@dataclass(frozen=True, slots=True)
+class Subject:
+    name: str
     digest: dict[str, str]
 
-    @field_validator("digest")
-    @classmethod
-    def _digest_is_lowercase_hex_of_known_algorithm(cls, digest: dict[str, str]) -> dict[str, str]:
-        if not digest:
-            raise ValueError("digest needs sha256 and/or sha512")
-        for algorithm, value in digest.items():
-            length = _DIGEST_LENGTHS.get(algorithm)
-            if length is None:
-                raise ValueError(f"digest algorithm {algorithm!r} is not accepted (sha256, sha512)")
-            if len(value) != length or not _HEX.issuperset(value):
-                raise ValueError(f"{algorithm} digest must be {length} lowercase hex characters")
-        return digest
 
-
-class ProofOfEntitlement(_Strict):
+@dataclass(frozen=True, slots=True)
+class ProofOfEntitlement:
     format: Literal["jwt"]
-    value: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+    value: str
 
 
-class SigningOptions(_Strict):
+@dataclass(frozen=True, slots=True)
+class SigningOptions:
     signingMode: Literal["kms", "keyless"] | None = None
     returnBundle: Literal["dsse", "sigstore"] = "dsse"
 
 
-class SignRequest(_Strict):
-    """The body of ``POST /api/v1/signer/sign/dsse``; unknown fields are refused."""
+@dataclass(frozen=True, slots=True)
+class SignRequest:
+    """The body of ``POST /api/v1/signer/sign/dsse``, validated; unknown fields are refused."""
 
-    subject: Annotated[list[Subject], Field(min_length=1, max_length=MAX_SUBJECTS)]
-    predicateType: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    subject: tuple[Subject, ...]
+    predicateType: str
     predicate: JsonObject
-    scannerImageDigest: ImageDigest
+    scannerImageDigest: str
     poe: ProofOfEntitlement
     options: SigningOptions = SigningOptions()
-
-    @field_validator("subject")
-    @classmethod
-    def _subject_names_are_unique(cls, subjects: list[Subject]) -> list[Subject]:
-        names = [s.name for s in subjects]
-        if len(set(names)) != len(names):
-            raise ValueError("subject names must be unique")
-        return subjects
 
     @classmethod
     def parse(cls, body: str | bytes | None) -> SignRequest:
@@ -79,11 +65,93 @@ class SignRequest(_Strict):
     @classmethod
     def from_mapping(cls, data: JsonValue) -> SignRequest:
         try:
-            return cls.model_validate(data)
+            request: SignRequest = _VALIDATOR.validate_python(data)
         except ValidationError as exc:
             first = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(part) for part in first["loc"]) or "body"
             raise InvalidRequest(f"{where}: {first['msg']}") from None
+        return request
+
+
+def _digest_is_lowercase_hex_of_known_algorithm(digest: dict[str, str]) -> dict[str, str]:
+    if not digest:
+        raise ValueError("digest needs sha256 and/or sha512")
+    for algorithm, value in digest.items():
+        length = _DIGEST_LENGTHS.get(algorithm)
+        if length is None:
+            raise ValueError(f"digest algorithm {algorithm!r} is not accepted (sha256, sha512)")
+        if len(value) != length or not _HEX.issuperset(value):
+            raise ValueError(f"{algorithm} digest must be {length} lowercase hex characters")
+    return digest
+
+
+def _subject_names_are_unique(subjects: list[Subject]) -> tuple[Subject, ...]:
+    if len({s.name for s in subjects}) != len(subjects):
+        raise ValueError("subject names must be unique")
+    return tuple(subjects)
+
+
+#: Each object schema carries it (a typed dict validates its members with its own config, not the
+#: validator's): no coercion — a string is a string, a list a list — and no unknown member.
+_STRICT = cs.CoreConfig(strict=True, extra_fields_behavior="forbid")
+
+
+def _object(
+    build: Callable[..., object],
+    fields: Mapping[str, cs.CoreSchema],
+    optional: Mapping[str, cs.CoreSchema] = {},
+) -> cs.CoreSchema:
+    """A JSON object of exactly these members (the optional ones with their default), built into
+    ``build(**members)`` once valid: what a strict, ``extra="forbid"`` pydantic model validates."""
+    members = {name: cs.typed_dict_field(schema) for name, schema in fields.items()}
+    members |= {name: cs.typed_dict_field(schema, required=False) for name, schema in optional.items()}
+    return cs.no_info_after_validator_function(
+        lambda valid: build(**valid), cs.typed_dict_schema(members, extra_behavior="forbid", config=_STRICT)
+    )
+
+
+def _text(max_length: int) -> cs.CoreSchema:
+    return cs.str_schema(min_length=1, max_length=max_length)
+
+
+_SUBJECT = _object(
+    Subject,
+    {
+        "name": _text(max_length=1024),
+        "digest": cs.no_info_after_validator_function(
+            _digest_is_lowercase_hex_of_known_algorithm, cs.dict_schema(cs.str_schema(), cs.str_schema())
+        ),
+    },
+)
+_OPTIONS = _object(
+    SigningOptions,
+    {},
+    {
+        "signingMode": cs.with_default_schema(
+            cs.nullable_schema(cs.literal_schema(["kms", "keyless"])), default=None
+        ),
+        "returnBundle": cs.with_default_schema(cs.literal_schema(["dsse", "sigstore"]), default="dsse"),
+    },
+)
+_VALIDATOR = SchemaValidator(
+    _object(
+        SignRequest,
+        {
+            "subject": cs.no_info_after_validator_function(
+                _subject_names_are_unique, cs.list_schema(_SUBJECT, min_length=1, max_length=MAX_SUBJECTS)
+            ),
+            "predicateType": _text(max_length=256),
+            "predicate": cs.dict_schema(cs.str_schema(), cs.any_schema()),
+            "scannerImageDigest": cs.str_schema(pattern=IMAGE_DIGEST_PATTERN),
+            "poe": _object(
+                ProofOfEntitlement,
+                {"format": cs.literal_schema(["jwt"]), "value": _text(max_length=16384)},
+            ),
+        },
+        {"options": cs.with_default_schema(_OPTIONS, default=SigningOptions())},
+    ),
+    _STRICT,
+)
 
 
 def parse_json_object(body: str | bytes | None) -> JsonObject:
@@ -141,9 +209,9 @@ class Statement:
 
 
 __all__ = [
+    "IMAGE_DIGEST_PATTERN",
     "MAX_SUBJECTS",
     "STATEMENT_TYPE",
-    "ImageDigest",
     "ProofOfEntitlement",
     "SignRequest",
     "SigningOptions",
