@@ -8,7 +8,6 @@ context, the correlation id and the RFC 7807 body.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import re
 import time
@@ -118,6 +117,8 @@ class ApiRequest:
     lambda_context: LambdaContext | None = None
     #: Who calls: the authorizer's principal, once ``serve`` has confirmed it against the token.
     principal: Principal | None = None
+    #: The headers by lower-case name (the first of a name, as ``header`` finds it).
+    lowered: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_event(
@@ -130,6 +131,9 @@ class ApiRequest:
             body = base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode("utf-8")
         context = event.get("requestContext") or {}
         certificate = ((context.get("identity") or {}).get("clientCert") or {}).get("clientCertPem")
+        lowered: dict[str, str] = {}
+        for name, value in headers.items():
+            lowered.setdefault(name.lower(), value)
         return cls(
             method=str(event.get("httpMethod", "")),
             resource=str(event.get("resource") or context.get("resourcePath") or ""),
@@ -140,10 +144,19 @@ class ApiRequest:
             correlation_id=correlation_id(headers, (context.get("authorizer") or {}).get("correlationId")),
             client_cert_pem=certificate if isinstance(certificate, str) else None,
             lambda_context=lambda_context,
+            lowered=lowered,
         )
 
     def header(self, name: str) -> str | None:
-        return header(self.headers, name)
+        return self.lowered.get(name.lower())
+
+    def confirmed(self, principal: Principal) -> ApiRequest:
+        """This request with its caller confirmed (``dataclasses.replace``, without its per-call
+        introspection of the fields)."""
+        return ApiRequest(
+            self.method, self.resource, self.headers, self.query, self.body, self.authorizer,
+            self.correlation_id, self.client_cert_pem, self.lambda_context, principal, self.lowered,
+        )  # fmt: skip
 
     @property
     def route(self) -> str:
@@ -205,7 +218,7 @@ def serve(
         if route is None:
             raise NotFound("no such route")
         principal = gate().confirm_caller(principal_from_context(request.authorizer), request)
-        request = dataclasses.replace(request, principal=principal)
+        request = request.confirmed(principal)
         answer = route(request)
     except SignerError as error:
         count_outcome(error.code)
@@ -384,7 +397,7 @@ def authorizer_answer(
         record_denial(error, facts.method, facts.path, correlation)
         error.headers.setdefault("DPoP-Nonce", authenticator.fresh_nonce())
         return authorizer_policy(method_arn, "anonymous", False, denial_context(error, correlation))
-    count_outcome("authenticated")
+    # An allowed request is counted once, by its outcome in the function it reaches (``serve``).
     context = {**principal_context(principal, correlation), "dpopNonce": authenticator.fresh_nonce()}
     return authorizer_policy(method_arn, principal.subject, True, context)
 

@@ -51,8 +51,9 @@ class MetricUnit(StrEnum):
 
 class _Formatter(LambdaPowertoolsFormatter):
     """Powertools' JSON lines, the same keys in the same order (a test holds the two equal), made
-    faster for the Signer's lines: a message is its own string, never JSON to decode again, and
-    reserved attributes are looked up in a set, not a tuple."""
+    faster for the Signer's lines: a message is its own string, never JSON to decode again; reserved
+    attributes are looked up in a set, not a tuple; Powertools' three templates (level, location,
+    timestamp) are read from the record directly, the timestamp's text made once per second."""
 
     def _extract_log_message(self, log_record: logging.LogRecord) -> Any:
         return log_record.getMessage() if log_record.args else log_record.msg
@@ -60,15 +61,41 @@ class _Formatter(LambdaPowertoolsFormatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.stack_info or record.args or not isinstance(record.msg, str):
             return super().format(record)
-        view = _RecordView(record, self)
+        view: _RecordView | None = None
         log: dict[str, Any] = {}
         for keys in (self.log_format, self.thread_safe_get_current_keys()):
             for key, value in keys.items():
-                log[key] = value % view if value and key in _RESERVED and isinstance(value, str) else value
+                if value and key in _RESERVED and isinstance(value, str):
+                    read = _TEMPLATES.get(value)
+                    if read is not None:
+                        value = read(record, self)
+                    else:
+                        value = value % (view or (view := _RecordView(record, self)))
+                log[key] = value
         log.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})
         log["message"] = record.msg
         log["xray_trace_id"] = self._get_latest_trace_id()
         return self.serialize({k: v for k, v in log.items() if v is not None})
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if self.use_rfc3339_iso8601 or datefmt or self.datefmt:
+            return super().formatTime(record, datefmt)
+        # Powertools' default: strftime of ``default_time_format`` with ``%F`` the milliseconds. The
+        # text of a second is made once, ``%F`` kept in it, and the milliseconds put in per line.
+        second = int(record.created)
+        if self._second is None or self._second[0] != second:
+            template = self.default_time_format.replace(self.custom_ms_time_directive, "%%F")
+            self._second = (second, time.strftime(template, self.converter(record.created)))
+        return self._second[1].replace("%F", "%03d" % record.msecs)  # noqa: UP031 - Powertools' form
+
+    _second: tuple[int, str] | None = None
+
+
+_TEMPLATES: dict[str, Callable[[logging.LogRecord, _Formatter], str]] = {
+    "%(levelname)s": lambda record, _: record.levelname,
+    "%(funcName)s:%(lineno)d": lambda record, _: f"{record.funcName}:{record.lineno}",
+    "%(asctime)s": lambda record, formatter: formatter.formatTime(record),
+}
 
 
 class _RecordView(dict[str, Any]):
@@ -107,6 +134,7 @@ class EmfMetrics:
         self.enabled = not metrics_disabled()
         self._values: dict[str, tuple[str, list[float]]] = {}
         self._key_usage: dict[tuple[str, str], int] = {}
+        self._directive_texts: dict[tuple[tuple[tuple[str, str], ...], bool], str] = {}
 
     def add(self, name: str, unit: MetricUnit, value: float) -> None:
         if self.enabled:
@@ -118,37 +146,58 @@ class EmfMetrics:
 
     def documents(self) -> list[JsonObject]:
         """The EMF documents of what was counted: one, or one more per further key used."""
+        return [json.loads(line) for line in self._lines()]
+
+    def flush(self) -> None:
+        lines = self._lines()
+        self._values, self._key_usage = {}, {}
+        for line in lines:
+            print(line, flush=True)
+
+    def _lines(self) -> list[str]:
+        """Each document as one line of JSON: the ``_aws`` metadata (its directives serialised once
+        per set of metric names, ``_directives``), then the root members."""
         timestamp = int(time.time() * 1000)
-        documents: list[dict[str, Any]] = []
+        lines: list[str] = []
         usages: list[tuple[tuple[str, str], int] | None] = [*self._key_usage.items()] or [None]
         for index, usage in enumerate(usages):
-            directives: list[dict[str, Any]] = []
             root: dict[str, Any] = {"service": self.service}
+            names: tuple[tuple[str, str], ...] = ()
             if index == 0 and self._values:
-                names = [{"Name": name, "Unit": unit} for name, (unit, _) in self._values.items()]
-                directives.append(
-                    {"Namespace": self.namespace, "Dimensions": [["service"]], "Metrics": names}
-                )
+                names = tuple((name, unit) for name, (unit, _) in self._values.items())
                 root.update({name: v[0] if len(v) == 1 else v for name, (_, v) in self._values.items()})
             if usage is not None:
                 (mode, key), uses = usage
-                directives.append(
-                    {
-                        "Namespace": self.namespace,
-                        "Dimensions": [["service", "mode", "key"]],
-                        "Metrics": [{"Name": "KeyUsage", "Unit": MetricUnit.Count.value}],
-                    }
-                )
                 root.update(mode=mode, key=key, KeyUsage=float(uses))
-            if directives:
-                documents.append({"_aws": {"Timestamp": timestamp, "CloudWatchMetrics": directives}, **root})
-        return documents
+            if names or usage is not None:
+                directives = self._directives(names, usage is not None)
+                members = json.dumps(root, separators=(",", ":"))[1:]  # '"service":…}'
+                lines.append(
+                    f'{{"_aws":{{"Timestamp":{timestamp},"CloudWatchMetrics":{directives}}},{members}'
+                )
+        return lines
 
-    def flush(self) -> None:
-        documents = self.documents()
-        self._values, self._key_usage = {}, {}
-        for document in documents:
-            print(json.dumps(document, separators=(",", ":")), flush=True)
+    def _directives(self, names: tuple[tuple[str, str], ...], key_usage: bool) -> str:
+        """The ``CloudWatchMetrics`` array (JSON) for these request metrics and, if used, ``KeyUsage``."""
+        text = self._directive_texts.get((names, key_usage))
+        if text is None:
+            text = self._directive_texts[(names, key_usage)] = self._directives_of(names, key_usage)
+        return text
+
+    def _directives_of(self, names: tuple[tuple[str, str], ...], key_usage: bool) -> str:
+        directives: list[JsonObject] = []
+        if names:
+            metrics = [{"Name": name, "Unit": unit} for name, unit in names]
+            directives.append({"Namespace": self.namespace, "Dimensions": [["service"]], "Metrics": metrics})
+        if key_usage:
+            directives.append(
+                {
+                    "Namespace": self.namespace,
+                    "Dimensions": [["service", "mode", "key"]],
+                    "Metrics": [{"Name": "KeyUsage", "Unit": MetricUnit.Count.value}],
+                }
+            )
+        return json.dumps(directives, separators=(",", ":"))
 
     def log_metrics(self, handler: Handler) -> Handler:
         """Decorate a Lambda handler: its invocation's metrics are printed when it returns or raises."""

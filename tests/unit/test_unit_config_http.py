@@ -434,3 +434,24 @@ def test_missing_correlation_id_is_generated() -> None:
     first, second = http.correlation_id(None), http.correlation_id({})
     assert first != second
     assert str(uuid.UUID(first)) == first
+
+
+def test_a_confirmed_request_keeps_every_field_and_finds_headers_as_header_does() -> None:
+    from stellaops_signer.domain.binding import Principal
+
+    event = {
+        "httpMethod": "POST",
+        "resource": http.SIGN_PATH,
+        "headers": {"X-StellaOps-Tenant": "t-1", "x-stellaops-tenant": "second", "Idempotency-Key": "k"},
+        "queryStringParameters": {"digest": "sha256:" + "0" * 64},
+        "body": "{}",
+        "requestContext": {
+            "authorizer": {"correlationId": "corr-1"},
+            "identity": {"clientCert": {"clientCertPem": "-----BEGIN CERTIFICATE-----"}},
+        },
+    }
+    request = http.ApiRequest.from_event(event, lambda_context=None)
+    principal = Principal("sub", "client", "t-1", "inst", frozenset({"signer.sign"}), "dpop", "jkt")
+    assert request.confirmed(principal) == dataclasses.replace(request, principal=principal)
+    for name in ("x-stellaops-tenant", "X-STELLAOPS-TENANT", "idempotency-key", "Authorization"):
+        assert request.header(name) == http.header(event["headers"], name)

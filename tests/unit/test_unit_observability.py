@@ -163,6 +163,19 @@ def test_a_log_line_is_what_powertools_writes(record: Any, monkeypatch: pytest.M
         logger.remove_keys(["cold_start", "function_name", "correlation_id"])
 
 
+@pytest.mark.parametrize("utc", [False, True])
+def test_timestamps_are_what_powertools_writes_second_after_second(utc: bool) -> None:
+    """The timestamp's text is made once per second: the same second again, the next one, an earlier
+    one, milliseconds at both ends, in local time and in UTC."""
+    ours = type(logger.registered_handler.formatter)(utc=utc)
+    reference = LambdaPowertoolsFormatter(utc=utc)
+    for created in (1_800_000_000.0, 1_800_000_000.999, 1_800_000_001.5, 1_799_999_999.001, 1_800_000_001.25):
+        line = _record()
+        line.created, line.msecs = created, (created - int(created)) * 1000
+        assert ours.format(line) == reference.format(line)
+        assert ours.formatTime(line) == reference.formatTime(line)
+
+
 def test_an_exception_line_is_what_powertools_writes() -> None:
     ours = logger.registered_handler.formatter
     assert ours is not None

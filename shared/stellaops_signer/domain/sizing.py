@@ -8,6 +8,7 @@ block, headers, the proxy integration's JSON escaping) is bounded by ``ANSWER_OV
 
 from __future__ import annotations
 
+import functools
 import json
 
 from stellaops_signer.domain.errors import ArtifactTooLarge
@@ -28,12 +29,18 @@ def base64_length(size: int) -> int:
 
 def envelope_bytes(payload_type: str, payload_size: int, keyid: str) -> int:
     """An upper bound, exact but for the signature's length, of the DSSE envelope's JSON."""
+    return _skeleton_bytes(payload_type, keyid) + base64_length(payload_size)
+
+
+@functools.lru_cache(maxsize=64)  # a container signs with a few keys, one payload type
+def _skeleton_bytes(payload_type: str, keyid: str) -> int:
+    """The envelope's JSON but for its payload's base64."""
     skeleton = {
         "payloadType": payload_type,
         "payload": "",
         "signatures": [{"keyid": keyid, "sig": "A" * _MAX_SIGNATURE_B64}],
     }
-    return len(json.dumps(skeleton, separators=(",", ":"))) + base64_length(payload_size)
+    return len(json.dumps(skeleton, separators=(",", ":")))
 
 
 def answer_bytes(envelope: int, *, sigstore: bool) -> int:
