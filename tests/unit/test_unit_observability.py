@@ -254,3 +254,39 @@ def test_the_policy_keeps_the_partition() -> None:
         r"arn:aws-cn:.*/v1/\*/\*",
         http.authorizer_policy(arn, "p", False, {})["policyDocument"]["Statement"][0]["Resource"][0],
     )
+
+
+@pytest.mark.parametrize(
+    ("now", "seconds"),
+    [
+        (0, 86400),
+        (86399.0, 1),
+        (86399.9995, 1),
+        (86400, 86400),
+        (1_800_000_000, 57600),
+        (1_800_000_000.25, 57600),
+        (1_800_000_000.999, 57600),
+        (1_800_057_599.0004, 1),
+    ],
+)
+def test_the_seconds_to_the_next_utc_midnight(now: float, seconds: int) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from stellaops_signer.domain.quota import seconds_to_next_day
+
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert seconds_to_next_day(now) == seconds == max(1, int((midnight - moment).total_seconds() + 0.999))
+
+
+def test_the_seconds_to_midnight_agree_with_datetime_over_a_day_of_moments() -> None:
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from stellaops_signer.domain.quota import seconds_to_next_day
+
+    moments = [1_800_000_000 + random.Random(7).uniform(0, 86400) for _ in range(2000)]
+    for now in moments + [m // 1 + f for m in moments[:200] for f in (0.0, 0.0005, 0.999, 0.9995, 0.9999999)]:
+        moment = datetime.fromtimestamp(now, UTC)
+        midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        assert seconds_to_next_day(now) == max(1, int((midnight - moment).total_seconds() + 0.999)), now

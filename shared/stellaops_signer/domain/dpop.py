@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import json
 import struct
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -114,7 +113,7 @@ def verify_proof(
     if not isinstance(jwk, dict):
         raise InvalidDpopProof("the proof header needs a jwk")
     try:
-        key, thumbprint = _proof_key(json.dumps(jwk, sort_keys=True))
+        key, thumbprint = _proof_key(jws.signing_input.partition(b".")[0])
     except (ValueError, TypeError):
         raise InvalidDpopProof("the proof jwk must be a supported public key") from None
     # (6) the signature, with the key in the header.
@@ -154,10 +153,14 @@ def verify_proof(
 
 
 @functools.lru_cache(maxsize=1024)
-def _proof_key(jwk_json: str) -> tuple[PublicJwk, str]:
-    """A proof's key and thumbprint, parsed once per distinct JWK (clients reuse their key, and
-    validating an EC point costs as much as a signature check). Raises ValueError."""
-    jwk = json.loads(jwk_json)
+def _proof_key(header_segment: bytes) -> tuple[PublicJwk, str]:
+    """The key and thumbprint of a proof's ``jwk``, parsed once per distinct protected header
+    (clients reuse their key, and validating an EC point costs as much as a signature check): the
+    header's base64url text names the JWK exactly. Raises ValueError or TypeError."""
+    header = strict_json(b64url_decode(header_segment.decode("ascii")))
+    jwk = header["jwk"] if isinstance(header, dict) else None
+    if not isinstance(jwk, dict):
+        raise TypeError("the proof header needs a jwk")
     return PublicJwk.parse(jwk), jwk_thumbprint(jwk)
 
 

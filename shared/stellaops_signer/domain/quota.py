@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from stellaops_signer.domain.errors import ConfigurationError, InvalidRequest
@@ -102,10 +102,11 @@ def _utc_date(day: int) -> str:
 
 
 def seconds_to_next_day(now: float) -> int:
-    """Seconds until the next UTC midnight (the daily quota's reset), at least 1."""
-    moment = datetime.fromtimestamp(now, UTC)
-    midnight = (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return max(1, int((midnight - moment).total_seconds() + 0.999))
+    """Seconds until the next UTC midnight (the daily quota's reset), at least 1, rounded up from
+    the millisecond. In whole microseconds, as ``datetime`` counts them (POSIX days are 86,400 s)."""
+    whole = int(now // 1)
+    left = (86400 - whole % 86400) * 1_000_000 - round((now - whole) * 1_000_000)
+    return max(1, int(left / 1_000_000 + 0.999))
 
 
 def rate_limit_policy(plan: Plan) -> str:
