@@ -8,7 +8,6 @@ context, the correlation id and the RFC 7807 body.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from stellaops_signer.domain.errors import (
     NotFound,
     SignerError,
 )
+from stellaops_signer.domain.jose import compact_json
 from stellaops_signer.observability import count_outcome, logger
 
 if TYPE_CHECKING:  # annotations only: nothing more is imported at cold start
@@ -186,7 +186,7 @@ def proxy_answer(status: int, headers: Mapping[str, str], body: Mapping[str, Jso
     return {
         "statusCode": status,
         "headers": dict(headers),
-        "body": json.dumps(body, separators=(",", ":")),
+        "body": compact_json(body),
         "isBase64Encoded": False,
     }
 

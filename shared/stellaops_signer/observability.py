@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 
+from stellaops_signer.domain.jose import compact_json
+
 if TYPE_CHECKING:
     from stellaops_signer.domain.jose import JsonObject
 
@@ -57,6 +59,20 @@ class _Formatter(LambdaPowertoolsFormatter):
 
     def _extract_log_message(self, log_record: logging.LogRecord) -> Any:
         return log_record.getMessage() if log_record.args else log_record.msg
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # Powertools' default serialiser is json.dumps with these options: the same, as one encoder.
+        self._encoder = (
+            None
+            if "json_serializer" in options
+            else json.JSONEncoder(
+                default=self.json_default, separators=(",", ":"), indent=self.json_indent, ensure_ascii=False
+            )
+        )
+
+    def serialize(self, log: Any) -> str:
+        return super().serialize(log) if self._encoder is None else self._encoder.encode(log)
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.stack_info or record.args or not isinstance(record.msg, str):
@@ -171,7 +187,7 @@ class EmfMetrics:
                 root.update(mode=mode, key=key, KeyUsage=float(uses))
             if names or usage is not None:
                 directives = self._directives(names, usage is not None)
-                members = json.dumps(root, separators=(",", ":"))[1:]  # '"service":…}'
+                members = compact_json(root)[1:]  # '"service":…}'
                 lines.append(
                     f'{{"_aws":{{"Timestamp":{timestamp},"CloudWatchMetrics":{directives}}},{members}'
                 )
@@ -197,7 +213,7 @@ class EmfMetrics:
                     "Metrics": [{"Name": "KeyUsage", "Unit": MetricUnit.Count.value}],
                 }
             )
-        return json.dumps(directives, separators=(",", ":"))
+        return compact_json(directives)
 
     def log_metrics(self, handler: Handler) -> Handler:
         """Decorate a Lambda handler: its invocation's metrics are printed when it returns or raises."""

@@ -176,6 +176,19 @@ def test_timestamps_are_what_powertools_writes_second_after_second(utc: bool) ->
         assert ours.formatTime(line) == reference.formatTime(line)
 
 
+@pytest.mark.filterwarnings("ignore:POWERTOOLS_DEV")
+@pytest.mark.parametrize("dev", ["false", "true"])
+def test_a_line_is_serialised_as_powertools_does_indented_under_sam_local(
+    dev: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_DEV", dev)
+    ours = type(logger.registered_handler.formatter)()
+    reference = LambdaPowertoolsFormatter()
+    line = _record(route="POST /x", status=200, text="naïve ✓", odd=object)
+    assert ours.format(line) == reference.format(line)
+    assert ("\n" in ours.format(line)) is (dev == "true")
+
+
 def test_an_exception_line_is_what_powertools_writes() -> None:
     ours = logger.registered_handler.formatter
     assert ours is not None

@@ -456,3 +456,37 @@ def test_a_cached_signature_expires_after_its_ttl() -> None:
     finally:
         tokens_module.verify_jws = real  # type: ignore[assignment]
     assert calls == [1]
+
+
+def test_a_token_read_once_still_has_its_time_rules_applied_on_every_use() -> None:
+    """``TokenVerifier`` reads a verified token's claims once; expiry, ``nbf`` and ``iat`` are
+    judged again at each use, and a new key set (a refreshed JWKS) reads the token again."""
+    from stellaops_signer.usecases.authenticate import TokenVerifier
+
+    class Keys:
+        current = KEYS
+
+        def key_set(self, kid: str | None) -> KeySet:
+            return self.current
+
+    class Clock:
+        now_value = float(NOW)
+
+        def now(self) -> float:
+            return self.now_value
+
+    keys, clock = Keys(), Clock()
+    verifier = TokenVerifier(authority_keys=keys, issuer=ISSUER, max_lifetime=MAX_LIFETIME, clock=clock)
+    text = token(nbf=NOW + 40, iat=NOW - 10, exp=NOW + 80)  # expires while its signature stays cached
+    with pytest.raises(InvalidToken, match="not valid yet"):
+        verifier.verify(text)
+    clock.now_value = NOW + 20
+    first = verifier.verify(text)
+    assert verifier.verify(text) is first  # read once
+    clock.now_value = NOW + 80 + 31
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(text)
+    clock.now_value = NOW + 20
+    keys.current = KeySet.from_jwks({"keys": [public_jwk(ec.generate_private_key(ec.SECP256R1()), "es256")]})
+    with pytest.raises(InvalidToken, match="signature does not verify"):
+        verifier.verify(text)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 _MAX_SAFE_INTEGER = 2**53 - 1
 _encode_string: Callable[[str], str] = json.encoder.encode_basestring
+#: ``json.dumps(ensure_ascii=False, separators=(",", ":"), sort_keys=True)``, its encoder built once.
+_PLAIN = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 class CanonicalizationError(ValueError):
@@ -32,7 +34,7 @@ def canonicalize(value: JsonValue) -> bytes:
     ``sort_keys`` agree; the rest take the exact, slower path.
     """
     if _is_plain(value):
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        text = _PLAIN.encode(value)
     else:
         parts: list[str] = []
         _write(value, parts.append)

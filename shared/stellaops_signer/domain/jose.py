@@ -88,6 +88,15 @@ _STRICT = json.JSONDecoder(
 )
 
 
+#: One encoder for compact JSON (``json.dumps`` with options builds a ``JSONEncoder`` on every call).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
+def compact_json(value: JsonValue) -> str:
+    """``json.dumps(value, separators=(",", ":"))``: API answers, EMF documents."""
+    return _COMPACT.encode(value)
+
+
 def strict_json(data: str | bytes) -> JsonValue:
     """JSON as JOSE must read it: octets as UTF-8 only (RFC 7515 §5.2, RFC 7519 §7.2; ``json.loads``
     would also take UTF-16, UTF-32 and a BOM), duplicate member names and NaN/Infinity refused, so that
@@ -215,6 +224,7 @@ __all__ = [
     "PublicKey",
     "b64url",
     "b64url_decode",
+    "compact_json",
     "sha256_b64url",
     "strict_json",
     "tolerant_json",

@@ -8,6 +8,7 @@ certificate (``Bearer``, RFC 8705) or a DPoP key (``DPoP``, RFC 9449). A direct 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stellaops_signer.domain.authorization import check_tenant
 from stellaops_signer.domain.binding import Principal, verify_certificate_binding
@@ -18,9 +19,13 @@ from stellaops_signer.domain.tokens import (
     CompactJws,
     OpToken,
     SignatureCache,
+    check_time_claims,
     verify_op_token,
 )
 from stellaops_signer.ports import Clock, KeySetSource, ReplayStore
+
+if TYPE_CHECKING:
+    from stellaops_signer.domain.jose import JsonObject
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,19 +60,26 @@ class TokenVerifier:
         self._max_lifetime = max_lifetime
         self._clock = clock
         self._signatures = SignatureCache()
+        #: Token text → (its verified claims, the OpToken read from them): the rules that depend on
+        #: the claims alone are applied once per verified signature, the time rules on every use.
+        self._read: dict[str, tuple[JsonObject, OpToken]] = {}
 
     def verify(self, token: str) -> OpToken:
         """Raises InvalidToken naming the first rule the token breaks."""
         jws = CompactJws.parse(token)
         keys, now = self._keys.key_set(jws.kid), self._clock.now()
-        return verify_op_token(
-            jws,
-            keys,
-            issuer=self._issuer,
-            now=now,
-            max_lifetime=self._max_lifetime,
-            verified=self._signatures.verify(jws, token, keys, now),
+        verified = self._signatures.verify(jws, token, keys, now)
+        read = self._read.get(token)
+        if read is not None and read[0] is verified[1]:  # the same verification: only time has moved
+            check_time_claims(verified[1], now, max_lifetime=self._max_lifetime)
+            return read[1]
+        op_token = verify_op_token(
+            jws, keys, issuer=self._issuer, now=now, max_lifetime=self._max_lifetime, verified=verified
         )
+        if len(self._read) >= 4096:
+            self._read.clear()
+        self._read[token] = (verified[1], op_token)
+        return op_token
 
     def authenticate_iam(self, token: object) -> Principal:
         """A direct invocation (IAM-authenticated): the OpTok is verified, the binding is ``iam``."""
