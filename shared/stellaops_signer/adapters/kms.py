@@ -188,7 +188,7 @@ class InMemoryKeySigner:
 
     def __init__(self, key_ref: str = "in-memory-key", created_at: datetime | None = None) -> None:
         self._key = ec.generate_private_key(ec.SECP256R1())
-        public = self._key.public_key()
+        public = self._public = self._key.public_key()  # loaded once, as the KMS adapter's is
         der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         self.keyid = sha256_b64url(der)
         self.key_ref = key_ref
@@ -200,7 +200,7 @@ class InMemoryKeySigner:
     def sign(self, message: bytes) -> bytes:
         digest = hashlib.sha256(message).digest()
         signature: bytes = self._key.sign(digest, _ECDSA_SHA256_DIGEST)
-        self._key.public_key().verify(signature, digest, _ECDSA_SHA256_DIGEST)
+        self._public.verify(signature, digest, _ECDSA_SHA256_DIGEST)
         return signature
 
     def prepare(self) -> None:
