@@ -24,7 +24,7 @@ from stellaops_signer.domain.jose import (
     sha256_b64url,
     strict_json,
 )
-from stellaops_signer.domain.tokens import CLOCK_SKEW_SECONDS, CompactJws, jwk_thumbprint
+from stellaops_signer.domain.tokens import CLOCK_SKEW_SECONDS, CompactJws, jwk_thumbprint, protected_header
 
 PROOF_TYPE = "dpop+jwt"
 #: The Signer is a high-value audience: only these proof algorithms (spec §3.1).
@@ -113,7 +113,7 @@ def verify_proof(
     if not isinstance(jwk, dict):
         raise InvalidDpopProof("the proof header needs a jwk")
     try:
-        key, thumbprint = _proof_key(jws.signing_input.partition(b".")[0])
+        key, thumbprint = _proof_key(jws.signing_input.partition(b".")[0].decode("ascii"))
     except (ValueError, TypeError):
         raise InvalidDpopProof("the proof jwk must be a supported public key") from None
     # (6) the signature, with the key in the header.
@@ -153,12 +153,12 @@ def verify_proof(
 
 
 @functools.lru_cache(maxsize=1024)
-def _proof_key(header_segment: bytes) -> tuple[PublicJwk, str]:
+def _proof_key(header_segment: str) -> tuple[PublicJwk, str]:
     """The key and thumbprint of a proof's ``jwk``, parsed once per distinct protected header
     (clients reuse their key, and validating an EC point costs as much as a signature check): the
     header's base64url text names the JWK exactly. Raises ValueError or TypeError."""
-    header = strict_json(b64url_decode(header_segment.decode("ascii")))
-    jwk = header["jwk"] if isinstance(header, dict) else None
+    header = protected_header(header_segment)  # decoded already, by CompactJws.parse
+    jwk = header.get("jwk") if isinstance(header, dict) else None
     if not isinstance(jwk, dict):
         raise TypeError("the proof header needs a jwk")
     return PublicJwk.parse(jwk), jwk_thumbprint(jwk)

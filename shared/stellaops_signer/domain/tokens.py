@@ -140,7 +140,7 @@ class CompactJws:
         if len(parts) != 3:
             return "the token is not a compact JWS"
         try:
-            header = _header(parts[0])
+            header = protected_header(parts[0])
             payload, signature = b64url_decode(parts[1]), b64url_decode(parts[2])
         except (ValueError, UnicodeDecodeError, RecursionError):
             return "the token is not a well-formed JWS (base64url, JSON with unique member names)"
@@ -155,7 +155,7 @@ def _parse_cached(token: str) -> CompactJws | str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _header(segment: str) -> JsonValue:
+def protected_header(segment: str) -> JsonValue:
     """A protected header, decoded once per distinct text: a client's DPoP proofs share theirs (typ,
     alg, jwk) while each proof is new. Shared between the JWSs that carry it: read only."""
     return strict_json(b64url_decode(segment))
@@ -324,6 +324,7 @@ __all__ = [
     "SignatureCache",
     "check_time_claims",
     "jwk_thumbprint",
+    "protected_header",
     "subject_of",
     "verify_jws",
     "verify_op_token",
