@@ -10,14 +10,13 @@ failures raise ``InvalidToken`` (or ``TenantMismatch`` when ``tenant`` is not th
 from typing import Any
 
 from stellaops_signer import http
-from stellaops_signer.observability import logger, metrics
+from stellaops_signer.observability import instrumented
 from stellaops_signer.wiring import cold_start, container
 
 cold_start("authenticate")  # in Lambda: a missing or malformed setting stops the init
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
+@instrumented
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     signer = container()
     if http.is_authorizer_event(event):

@@ -12,7 +12,7 @@ from typing import Any
 
 from stellaops_signer import http
 from stellaops_signer.domain.statement import SignRequest
-from stellaops_signer.observability import logger, metrics
+from stellaops_signer.observability import instrumented
 from stellaops_signer.usecases.meta import RequestMeta, body_digest, direct_request_meta
 from stellaops_signer.wiring import cold_start, container
 
@@ -42,8 +42,7 @@ ROUTES = {("POST", http.SIGN_PATH): sign, ("GET", http.KEYS_PATH): keys}
 cold_start("sign_dsse")  # in Lambda: a missing setting or a misconfigured key stops the init
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
+@instrumented
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
         return http.serve(event, ROUTES, container, context)

@@ -8,7 +8,7 @@ an untrusted scanner raises ``ReleaseUntrusted``, a registry failure ``ReleaseUn
 from typing import Any
 
 from stellaops_signer import http
-from stellaops_signer.observability import logger, metrics
+from stellaops_signer.observability import instrumented
 from stellaops_signer.usecases.meta import RequestMeta
 from stellaops_signer.wiring import cold_start, container
 
@@ -32,8 +32,7 @@ ROUTES = {("GET", http.VERIFY_PATH): referrers}
 cold_start("verify_release")  # in Lambda: a missing or malformed setting stops the init
 
 
-@logger.inject_lambda_context(clear_state=True)
-@metrics.log_metrics
+@instrumented
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if http.is_proxy_event(event):
         return http.serve(event, ROUTES, container, context)

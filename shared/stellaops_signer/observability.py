@@ -33,6 +33,7 @@ __all__ = [
     "count",
     "count_key_usage",
     "count_outcome",
+    "instrumented",
     "logger",
     "metrics",
     "metrics_disabled",
@@ -165,6 +166,8 @@ class EmfMetrics:
         return [json.loads(line) for line in self._lines()]
 
     def flush(self) -> None:
+        if not self._values and not self._key_usage:  # nothing counted (an allowed authorizer call)
+            return
         lines = self._lines()
         self._values, self._key_usage = {}, {}
         for line in lines:
@@ -231,6 +234,43 @@ class EmfMetrics:
 
 logger = Logger(service=SERVICE, logger_formatter=_Formatter())
 metrics = EmfMetrics(namespace=NAMESPACE, service=SERVICE)
+_cold_start = [True]
+_INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
+
+
+def instrumented(handler: Handler) -> Handler:
+    """A Lambda handler with Powertools' ``logger.inject_lambda_context(clear_state=True)`` around
+    ``metrics.log_metrics`` (decision 0017): each invocation's log keys are the logger's own, the
+    Lambda context's and ``cold_start`` (those a previous invocation added are dropped), the same
+    keys in the same order (a test holds the lines equal to Powertools'). Powertools rebuilds the
+    logger's keys through a chain of calls on every invocation; here they are taken once, at the
+    first invocation, and the context's put in. ``POWERTOOLS_LOGGER_LOG_EVENT`` is not honoured:
+    an event carries tokens and proofs."""
+    formatter = logger.registered_formatter
+    base: dict[str, Any] = {}
+    measured = metrics.log_metrics(handler)
+
+    @functools.wraps(handler)
+    def invoke(event: Any, context: Any) -> Any:
+        if not base:  # Powertools' clear_state: the formatter's keys and the logger's, nothing else
+            logger.structure_logs()
+            base.update(formatter.log_format)  # type: ignore[attr-defined]
+        # Powertools' cold start: the first invocation of a sandbox, never under provisioned concurrency.
+        cold = _cold_start[0] and os.environ.get(_INITIALIZATION_TYPE) != "provisioned-concurrency"
+        _cold_start[0] = False
+        keys = base.copy()
+        keys["cold_start"] = cold
+        keys["function_name"] = context.function_name
+        keys["function_memory_size"] = context.memory_limit_in_mb
+        keys["function_arn"] = context.invoked_function_arn
+        keys["function_request_id"] = context.aws_request_id
+        formatter.log_format = keys  # type: ignore[attr-defined]
+        formatter.thread_safe_clear_keys()
+        if logger.sampling_rate and not cold:
+            logger.refresh_sample_rate_calculation()
+        return measured(event, context)
+
+    return cast("Handler", invoke)
 
 
 def count_outcome(outcome: str) -> None:

@@ -206,6 +206,86 @@ def test_an_exception_line_is_what_powertools_writes() -> None:
     assert json.loads(ours.format(line))["exception_name"] == "ValueError"
 
 
+# --- the handler's wrapper: the lines Powertools' inject_lambda_context(clear_state=True) gives -------
+
+
+def _lines_of_invocations(decorate: Any, monkeypatch: pytest.MonkeyPatch) -> list[list[tuple[str, Any]]]:
+    """Three invocations (cold, then warm; the first adds keys that must not outlive it), each line's
+    members in order, the timestamp aside (its text is held equal to Powertools' above)."""
+    import io
+
+    from local.gateway import LambdaContext
+
+    def handler(event: dict[str, Any], context: Any) -> None:
+        if event.get("correlation"):
+            logger.set_correlation_id(event["correlation"])
+            logger.append_keys(leftover="from the first invocation")
+        logger.info("request", extra={"route": "POST /x", "status": 200, "code": ""})
+
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    level = logger.log_level
+    logger.setLevel(logging.INFO)  # the template's LogLevel (the tests run at WARNING)
+    try:
+        wrapped = decorate(handler)
+        for number, (event, name) in enumerate(
+            (({"correlation": "corr-1"}, "SignDsseFunction"), ({}, "SignDsseFunction"), ({}, "F2"))
+        ):
+            context = LambdaContext(name)
+            context.aws_request_id = f"request-{number}"
+            wrapped(event, context)
+    finally:
+        logger.setLevel(level)
+    return [
+        [(key, value) for key, value in json.loads(line).items() if key != "timestamp"]
+        for line in stream.getvalue().splitlines()
+    ]
+
+
+@pytest.mark.parametrize("initialization", [None, "on-demand", "provisioned-concurrency"])
+def test_the_handler_wrapper_logs_what_powertools_inject_lambda_context_logs(
+    initialization: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aws_lambda_powertools.logging.logger as powertools_logger
+
+    from stellaops_signer import observability
+
+    if initialization is None:
+        monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE", raising=False)
+    else:
+        monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", initialization)
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8")
+    # Each a fresh sandbox: its first invocation is the cold start.
+    monkeypatch.setattr(powertools_logger, "is_cold_start", True)
+    reference = _lines_of_invocations(logger.inject_lambda_context(clear_state=True), monkeypatch)
+    monkeypatch.setattr(observability, "_cold_start", [True])
+    ours = _lines_of_invocations(observability.instrumented, monkeypatch)
+    assert ours == reference
+    cold = initialization != "provisioned-concurrency"
+    assert [dict(line)["cold_start"] for line in ours] == [cold, False, False]
+    assert "correlation_id" in dict(ours[0]) and "leftover" in dict(ours[0])
+    assert not {"correlation_id", "leftover"} & set(dict(ours[1]))
+    assert dict(ours[2])["function_name"] == "F2"
+
+
+def test_the_handler_wrapper_prints_the_invocations_metrics_when_it_raises(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from local.gateway import LambdaContext
+    from stellaops_signer import observability
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+
+    @observability.instrumented
+    def handler(event: Any, context: Any) -> None:
+        observability.count_outcome("internal_error")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        handler({}, LambdaContext("SignDsseFunction"))
+    assert '"Requests.internal_error"' in capsys.readouterr().out
+
+
 # --- ids and days ----------------------------------------------------------------------------------
 
 
@@ -224,6 +304,34 @@ def test_random_ids_are_canonical_version_4_uuids() -> None:
 )
 def test_the_utc_day_of_a_moment(now: float, day: str) -> None:
     assert utc_day(now) == day
+
+
+def test_audit_times_are_what_datetime_writes() -> None:
+    """``iso_time`` against ``datetime.fromtimestamp(…, UTC).isoformat(timespec="milliseconds")``: random
+    moments, each second's text made again after another second, and the rounding edges (half a
+    microsecond, a fraction that rounds up into the next second, the neighbours of whole seconds)."""
+    import math
+    import random
+    from datetime import UTC, datetime
+
+    from stellaops_signer.domain.audit import iso_time
+
+    generator = random.Random(8785)
+    moments = [generator.uniform(0, 4_102_444_800) for _ in range(20_000)]
+    moments += [
+        1_800_000_000 + edge for edge in (0, 0.0000005, 0.0000015, 0.0009995, 0.9994999, 0.9999995, 0.9999999)
+    ]
+    moments += [
+        math.nextafter(whole, direction)
+        for whole in (1_800_000_000.0, 1_800_000_001.0)
+        for direction in (0, 2e9)
+    ]
+    moments += [1_800_000_000 + micros / 1e6 for micros in range(0, 2_000_000, 997)]
+    for moment in moments:
+        expected = (
+            datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
+        assert iso_time(moment) == expected, moment
 
 
 # --- the authorizer's policy: the document Powertools' builder makes ---------------------------------

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 #: ``replay``: an Idempotency-Key retry answered with the first answer, which ``replay_of`` names.
 Decision = Literal["allow", "deny", "replay"]
@@ -49,8 +50,23 @@ class AuditRecord:
 
 
 def iso_time(epoch: float) -> str:
-    """RFC 3339 UTC time with milliseconds, as audit records carry it."""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC time with milliseconds, as audit records carry it: what
+    ``datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")`` gives (``Z`` for
+    ``+00:00``), the microseconds rounded half-even as it rounds them, the text of a second made
+    once per second."""
+    fraction, whole = math.modf(epoch)
+    micros = round(fraction * 1e6)
+    second = int(whole) + micros // 1_000_000
+    text = _second[1] if _second[0] == second else _second_text(second)
+    return f"{text}.{micros % 1_000_000 // 1000:03d}Z"
+
+
+def _second_text(second: int) -> str:
+    _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return _second[1]
+
+
+_second: list[Any] = [None, ""]
 
 
 __all__ = ["AuditRecord", "Decision", "iso_time"]

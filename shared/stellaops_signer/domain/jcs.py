@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 _MAX_SAFE_INTEGER = 2**53 - 1
 _encode_string: Callable[[str], str] = json.encoder.encode_basestring
-#: ``json.dumps(ensure_ascii=False, separators=(",", ":"), sort_keys=True)``, its encoder built once.
-_PLAIN = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+#: ``json.dumps(ensure_ascii=False, separators=(",", ":"), sort_keys=True)``, its encoder built once;
+#: no cycle bookkeeping (``_is_plain`` has walked the value: a JSON document, not a graph).
+_PLAIN = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, check_circular=False)
 
 
 class CanonicalizationError(ValueError):

@@ -89,7 +89,8 @@ _STRICT = json.JSONDecoder(
 
 
 #: One encoder for compact JSON (``json.dumps`` with options builds a ``JSONEncoder`` on every call).
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
+#: Its values are JSON documents the Signer parsed or built, never cyclic: no cycle bookkeeping.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 def compact_json(value: JsonValue) -> str:

@@ -74,7 +74,7 @@ class ReleaseVerifier:
         with self._lock:
             local = self._local.get(key)
         if local and local[0] > self._clock.now():
-            return _cached(local[1])
+            return local[1]
         shared = self._cache.get(key)
         if shared is not None:
             verdict = ReleaseVerdict.from_cache(shared)
@@ -103,7 +103,8 @@ class ReleaseVerifier:
         with self._lock:
             if len(self._local) > 4096:
                 self._local.clear()
-            self._local[key] = (self._clock.now() + ttl, verdict)
+            # Kept as a cached verdict reads (``cached`` set), made once, not on every use.
+            self._local[key] = (self._clock.now() + ttl, _cached(verdict))
 
 
 def _cached(verdict: ReleaseVerdict) -> ReleaseVerdict:
