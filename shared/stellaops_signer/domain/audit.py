@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 #: ``replay``: an Idempotency-Key retry answered with the first answer, which ``replay_of`` names.
 Decision = Literal["allow", "deny", "replay"]
@@ -54,19 +54,17 @@ def iso_time(epoch: float) -> str:
     ``datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")`` gives (``Z`` for
     ``+00:00``), the microseconds rounded half-even as it rounds them, the text of a second made
     once per second."""
+    global _second
     fraction, whole = math.modf(epoch)
     micros = round(fraction * 1e6)
     second = int(whole) + micros // 1_000_000
-    text = _second[1] if _second[0] == second else _second_text(second)
-    return f"{text}.{micros % 1_000_000 // 1000:03d}Z"
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{cached[1]}.{micros % 1_000_000 // 1000:03d}Z"
 
 
-def _second_text(second: int) -> str:
-    _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return _second[1]
-
-
-_second: list[Any] = [None, ""]
+_second: tuple[int, str] = (-1, "")
 
 
 __all__ = ["AuditRecord", "Decision", "iso_time"]
