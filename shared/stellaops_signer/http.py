@@ -24,7 +24,7 @@ from stellaops_signer.domain.errors import (
     SignerError,
 )
 from stellaops_signer.domain.jose import compact_json
-from stellaops_signer.observability import count_outcome, logger
+from stellaops_signer.observability import access_log, count_outcome, logger
 
 if TYPE_CHECKING:  # annotations only: nothing more is imported at cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -242,7 +242,7 @@ def _access(request: ApiRequest, status: int, code: str, started: float, audit_i
     """The one INFO line of a request (spec §5.7): route, status, code, latency, tenant, auditId —
     never a token, a proof or a PoE."""
     tenant = request.principal.tenant if request.principal else str(request.authorizer.get("tid", ""))
-    logger.info(
+    access_log.info(
         "request",
         extra={
             "route": request.route,

@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EmfMetrics",
     "MetricUnit",
+    "access_log",
     "count",
     "count_key_usage",
     "count_outcome",
@@ -82,7 +84,7 @@ class _Formatter(LambdaPowertoolsFormatter):
         log: dict[str, Any] = {}
         for keys in (self.log_format, self.thread_safe_get_current_keys()):
             for key, value in keys.items():
-                if value and key in _RESERVED and isinstance(value, str):
+                if key in _RESERVED and value and isinstance(value, str):
                     read = _TEMPLATES.get(value)
                     if read is not None:
                         value = read(record, self)
@@ -170,8 +172,10 @@ class EmfMetrics:
             return
         lines = self._lines()
         self._values, self._key_usage = {}, {}
+        out = sys.stdout
         for line in lines:
-            print(line, flush=True)
+            out.write(line + "\n")
+        out.flush()
 
     def _lines(self) -> list[str]:
         """Each document as one line of JSON: the ``_aws`` metadata (its directives serialised once
@@ -233,6 +237,9 @@ class EmfMetrics:
 
 
 logger = Logger(service=SERVICE, logger_formatter=_Formatter())
+#: The standard library's logger under Powertools' (the same handler, formatter and level), for the
+#: one line of every request: without Powertools' wrapper around each call (its log buffer, unused).
+access_log = logging.getLogger(logger.name)
 metrics = EmfMetrics(namespace=NAMESPACE, service=SERVICE)
 _cold_start = [True]
 _INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"
