@@ -38,6 +38,7 @@ QUOTA_PATH = "/api/v1/signer/quota"
 KEYS_PATH = "/api/v1/signer/keys"
 
 CORRELATION_HEADER = "X-Correlation-Id"
+_CORRELATION_KEY = CORRELATION_HEADER.lower()
 TENANT_HEADER = "X-StellaOps-Tenant"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 PROBLEM_TYPE_BASE = "https://stellaops.dev/problems/"
@@ -62,7 +63,11 @@ def correlation_id(headers: Mapping[str, str] | None, minted: object = None) -> 
     """Echo a well-formed ``X-Correlation-Id``; else the one the authorizer minted for this request
     (``minted``: one id across the authorizer, the function and the audit record); else mint one.
     Never echo arbitrary bytes."""
-    for candidate in (header(headers, CORRELATION_HEADER), minted):
+    return _correlation(header(headers, CORRELATION_HEADER), minted)
+
+
+def _correlation(sent: object, minted: object) -> str:
+    for candidate in (sent, minted):
         if isinstance(candidate, str) and _SAFE_CORRELATION_ID.fullmatch(candidate):
             return candidate
     return random_id()
@@ -141,7 +146,9 @@ class ApiRequest:
             query=event.get("queryStringParameters") or {},
             body=body,
             authorizer=context.get("authorizer") or {},
-            correlation_id=correlation_id(headers, (context.get("authorizer") or {}).get("correlationId")),
+            correlation_id=_correlation(
+                lowered.get(_CORRELATION_KEY), (context.get("authorizer") or {}).get("correlationId")
+            ),
             client_cert_pem=certificate if isinstance(certificate, str) else None,
             lambda_context=lambda_context,
             lowered=lowered,

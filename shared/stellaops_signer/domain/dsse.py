@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 from dataclasses import dataclass
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -34,9 +34,10 @@ class Envelope:
     def to_json(self) -> dict[str, object]:
         return {
             "payloadType": self.payload_type,
-            "payload": base64.b64encode(self.payload).decode("ascii"),
+            "payload": binascii.b2a_base64(self.payload, newline=False).decode("ascii"),
             "signatures": [
-                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode("ascii")} for s in self.signatures
+                {"keyid": s.keyid, "sig": binascii.b2a_base64(s.sig, newline=False).decode("ascii")}
+                for s in self.signatures
             ],
         }
 

@@ -8,7 +8,7 @@ Anything else — ``none``, HMAC, RS256, other curves, private members — is re
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import json
 import math
@@ -47,9 +47,12 @@ JsonObject: TypeAlias = dict[str, JsonValue]
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | Ed25519PublicKey | rsa.RSAPublicKey
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url(data: bytes) -> str:
-    """base64url without padding (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """base64url without padding (RFC 7515 §2). (``binascii`` directly: what ``base64``'s wrappers call.)"""
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_TO_URLSAFE).decode("ascii")
 
 
 def sha256_b64url(data: bytes) -> str:
@@ -61,7 +64,7 @@ def b64url_decode(segment: str) -> bytes:
     """Strict base64url without padding (RFC 7515 §2); raises ValueError."""
     if not isinstance(segment, str) or not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    return binascii.a2b_base64(segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4))
 
 
 def _unique_members(pairs: list[tuple[str, JsonValue]]) -> JsonObject:

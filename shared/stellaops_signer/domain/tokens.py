@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from stellaops_signer.domain.errors import EntitlementDenied, InvalidDpopProof, InvalidToken, SignerError
 from stellaops_signer.domain.jose import (
@@ -190,6 +190,11 @@ def verify_jws(
     return header, claims
 
 
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number as a NumericDate must be: an int or a finite float (a bool is neither)."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
 def check_time_claims(
     claims: Mapping[str, JsonValue],
     now: float,
@@ -198,11 +203,13 @@ def check_time_claims(
     error: type[SignerError] = InvalidToken,
 ) -> tuple[int, int]:
     """``exp`` and ``iat`` required, ``nbf`` when present, ±30 s skew; returns (iat, exp)."""
-    exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf", None)
-    for name, value in (("exp", exp), ("iat", iat)) + ((("nbf", nbf),) if nbf is not None else ()):
-        if (type(value) is not int and type(value) is not float) or not math.isfinite(value):
-            raise error(f"{subject_of(error)}: {name} must be a number")
-    assert isinstance(exp, (int, float)) and isinstance(iat, (int, float))
+    exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
+    if not _is_number(exp):
+        raise error(f"{subject_of(error)}: exp must be a number")
+    if not _is_number(iat):
+        raise error(f"{subject_of(error)}: iat must be a number")
+    if nbf is not None and not _is_number(nbf):
+        raise error(f"{subject_of(error)}: nbf must be a number")
     if exp <= now - CLOCK_SKEW_SECONDS:
         raise error(f"{subject_of(error)} has expired")
     if iat > now + CLOCK_SKEW_SECONDS:
