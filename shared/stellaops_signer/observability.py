@@ -236,6 +236,9 @@ class EmfMetrics:
         return cast("Handler", decorated)
 
 
+# The logging HOWTO's "Optimization": no line of Powertools' format shows the thread or the process,
+# so records do not collect them (``os.getpid`` is a system call on every line).
+logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 logger = Logger(service=SERVICE, logger_formatter=_Formatter())
 #: The standard library's logger under Powertools' (the same handler, formatter and level), for the
 #: one line of every request: without Powertools' wrapper around each call (its log buffer, unused).

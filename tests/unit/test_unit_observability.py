@@ -306,6 +306,23 @@ def test_the_utc_day_of_a_moment(now: float, day: str) -> None:
     assert utc_day(now) == day
 
 
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    """Ids come from a pool of ``os.urandom`` bytes: a child process starts a pool of its own."""
+    import os
+
+    random_id()  # the parent's pool holds bytes for its next ids
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        os.write(writer, random_id().encode())
+        os._exit(0)
+    os.close(writer)
+    os.waitpid(child, 0)
+    childs = os.read(reader, 64).decode()
+    os.close(reader)
+    assert uuid.UUID(childs).version == 4 and childs != random_id()
+
+
 def test_audit_times_are_what_datetime_writes() -> None:
     """``iso_time`` against ``datetime.fromtimestamp(…, UTC).isoformat(timespec="milliseconds")``: random
     moments, each second's text made again after another second, and the rounding edges (half a
