@@ -178,7 +178,8 @@ class ApiRequest:
         return self.principal
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made on every request's path and used at once (a frozen init costs 5x; decision 0017).
+@dataclass(slots=True)
 class Answer:
     body: Mapping[str, JsonValue]
     headers: Mapping[str, str] = field(default_factory=dict)

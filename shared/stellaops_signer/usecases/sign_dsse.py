@@ -74,7 +74,8 @@ if TYPE_CHECKING:
 __all__ = ["RequestMeta", "SignDsse", "SignResult", "keys_document"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made on every request's path and used at once (a frozen init costs 5x; decision 0017).
+@dataclass(slots=True)
 class SignResult:
     body: JsonObject
     headers: dict[str, str]
