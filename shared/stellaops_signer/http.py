@@ -397,7 +397,7 @@ def authorizer_answer(
     try:
         principal = authenticator.authenticate(facts)
     except AuthenticationError as error:
-        logger.info(
+        access_log.info(
             "request",
             extra={"route": f"{facts.method} {facts.path}", "status": error.status, "code": error.code},
         )
