@@ -7,7 +7,8 @@ The layer's public surface, what ``functions/*/app.py`` and the local stack use:
   injectable), ``install``, ``reset``.
 - ``config``: each function's settings model (``AuthenticateSettings``, ``CheckQuotaSettings``,
   ``VerifyReleaseSettings``, ``SignDsseSettings``) composed of parts, ``load``.
-- ``observability``: ``logger`` (Powertools), ``metrics`` (EMF, ``log_metrics``), ``count*``.
+- ``observability``: ``logger`` (Powertools), ``metrics`` (EMF, ``log_metrics``), ``instrumented`` (the
+  handlers' wrapper: Lambda context log keys and metrics), ``count*``.
 - ``http``: ``serve`` (a proxy event → its route, the caller confirmed), ``authorizer_answer``,
   ``ApiRequest``, ``Answer``, the route paths and header names, ``correlation_id``.
 - ``usecases``: ``SignDsse``, ``ReleaseQuery``/``ReleaseVerifier``, ``QuotaDesk``,
