@@ -20,6 +20,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import orjson
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 
@@ -73,8 +74,16 @@ class _Formatter(LambdaPowertoolsFormatter):
                 default=self.json_default, separators=(",", ":"), indent=self.json_indent, ensure_ascii=False
             )
         )
+        # Compact lines (not POWERTOOLS_DEV's indented ones) are written by orjson (decision 0020), with
+        # Powertools' ``json_default`` for what is not JSON, datetimes and dataclasses included.
+        self._orjson = self._encoder is not None and self.json_indent is None
 
     def serialize(self, log: Any) -> str:
+        if self._orjson:
+            try:
+                return orjson.dumps(log, default=self.json_default, option=_ORJSON_OPTIONS).decode()
+            except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a key not a string
+                pass
         return super().serialize(log) if self._encoder is None else self._encoder.encode(log)
 
     def format(self, record: logging.LogRecord) -> str:
@@ -131,6 +140,7 @@ class _RecordView(dict[str, Any]):
 
 
 _RESERVED = frozenset(RESERVED_LOG_ATTRS)
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def metrics_disabled() -> bool:

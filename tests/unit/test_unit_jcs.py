@@ -205,6 +205,14 @@ def test_canonical_form_of_random_documents_equals_rfc8785_package() -> None:
     assert mismatches == []
 
 
+def test_a_document_nested_beyond_orjsons_limit_takes_the_exact_path() -> None:
+    """orjson refuses more than 255 levels; such a plain document is canonicalised all the same."""
+    document: Any = "leaf"
+    for depth in range(300):
+        document = {"k": document, "n": depth} if depth % 2 else [document, depth]
+    assert canonicalize(document) == rfc8785.dumps(document)
+
+
 def test_number_serialisation_of_random_doubles_equals_rfc8785_package() -> None:
     rng = random.Random(SEED)
     values: list[float] = []
@@ -238,7 +246,7 @@ NOT_I_JSON: list[tuple[str, Any]] = [
 def test_value_that_is_not_i_json_is_refused(value: Any, beside_a_float: bool) -> None:
     document: dict[str, Any] = {"k": [value]}
     if beside_a_float:
-        document["f"] = 1.5  # takes the exact (slow) path rather than the C encoder
+        document["f"] = 1.5  # takes the exact (slow) path rather than orjson
     with pytest.raises(CanonicalizationError):
         canonicalize(document)
 

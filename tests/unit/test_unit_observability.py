@@ -4,6 +4,8 @@ UUIDs (the standard library), API Gateway's authorizer policy (Powertools' build
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import logging
 import re
@@ -204,6 +206,66 @@ def test_an_exception_line_is_what_powertools_writes() -> None:
         )
     assert ours.format(line) == reference.format(line)
     assert json.loads(ours.format(line))["exception_name"] == "ValueError"
+
+
+# --- compact JSON (answers, EMF documents) and log lines written by orjson (decision 0020) ----------
+
+ANSWER_LIKE: Any = {
+    "bundle": {"dsse": {"payload": "eyJ9", "signatures": [{"keyid": "k", "sig": "c2ln"}]}, "mode": "kms"},
+    "policy": {"qps": {"limit": 10, "remaining": 9}, "daily": {"limit": 2**53 - 1}, "ok": True, "none": None},
+    "latency": [0.5, 12.25, 1234.5, -3.0],
+    "text": 'quote " backslash \\ control \x01 tab \t',
+}
+
+
+def test_compact_json_is_the_standard_librarys_compact_document() -> None:
+    from stellaops_signer.domain.jose import compact_json
+
+    assert compact_json(ANSWER_LIKE) == json.dumps(ANSWER_LIKE, separators=(",", ":"))
+
+
+def test_compact_json_writes_text_beyond_ascii_as_utf8_of_the_same_document() -> None:
+    from stellaops_signer.domain.jose import compact_json
+
+    document = {"detail": "naïve ✓ 😀", "ké": [" "]}
+    assert compact_json(document) == json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(compact_json(document)) == document
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{"big": 2**64}, {"big": -(2**63) - 1}, {1: "integer key"}, {"nested": [{2.5: "float key"}]}],
+    ids=["integer_beyond_64_bits", "negative_beyond_64_bits", "integer_key", "float_key"],
+)
+def test_compact_json_beyond_orjson_is_the_standard_librarys(document: Any) -> None:
+    from stellaops_signer.domain.jose import compact_json
+
+    assert compact_json(document) == json.dumps(document, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC), dataclasses.make_dataclass("D", ["x"])(1), {1, 2}],
+    ids=["datetime", "dataclass", "set"],
+)
+def test_compact_json_refuses_what_the_standard_library_refuses(value: Any) -> None:
+    from stellaops_signer.domain.jose import compact_json
+
+    with pytest.raises(TypeError):
+        json.dumps(value)
+    with pytest.raises(TypeError):
+        compact_json({"value": value})
+
+
+def test_a_line_of_numbers_holds_the_same_numbers_as_powertools_line() -> None:
+    """The one difference of orjson's lines: a float whose shortest form needs an exponent is written
+    1e-07 by Python and 1e-7 by orjson (1e+16 and 1e16): the same double."""
+    ours = type(logger.registered_handler.formatter)()
+    reference = LambdaPowertoolsFormatter()
+    line = _record(small=1e-7, large=1e16, plain=0.5, big=2**70)
+    assert json.loads(ours.format(line)) == json.loads(reference.format(line))
+    plain = _record(latencyMs=12.5, status=200, tenant="t", ok=True, odd=object)
+    assert ours.format(plain) == reference.format(plain)
 
 
 # --- the handler's wrapper: the lines Powertools' inject_lambda_context(clear_state=True) gives -------

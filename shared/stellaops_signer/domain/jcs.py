@@ -1,9 +1,10 @@
 """RFC 8785 JSON Canonicalization Scheme (JCS).
 
-Strings are escaped by the C encoder of the standard library (RFC 8785 §3.2.2.2 asks for
-exactly its ``ensure_ascii=False`` escaping), object members are sorted by their UTF-16
-code units (§3.2.3), numbers are serialised as ECMAScript does (§3.2.2.3). Input must be
-I-JSON (RFC 7493): integers within ±(2**53 − 1), finite numbers, no lone surrogates.
+Strings are escaped as the standard library's encoder escapes them with ``ensure_ascii=False``
+(RFC 8785 §3.2.2.2 asks for exactly that escaping; orjson's is the same), object members are
+sorted by their UTF-16 code units (§3.2.3), numbers are serialised as ECMAScript does
+(§3.2.2.3). Input must be I-JSON (RFC 7493): integers within ±(2**53 − 1), finite numbers, no
+lone surrogates.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import orjson
+
 if TYPE_CHECKING:
     from stellaops_signer.domain.jose import JsonValue
 
 _MAX_SAFE_INTEGER = 2**53 - 1
 _encode_string: Callable[[str], str] = json.encoder.encode_basestring
-#: ``json.dumps(ensure_ascii=False, separators=(",", ":"), sort_keys=True)``, its encoder built once;
-#: no cycle bookkeeping (``_is_plain`` has walked the value: a JSON document, not a graph).
-_PLAIN = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, check_circular=False)
 
 
 class CanonicalizationError(ValueError):
@@ -31,15 +31,17 @@ def canonicalize(value: JsonValue) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of ``value``; raises CanonicalizationError.
 
     Documents without floats, out-of-range integers or object keys beyond U+D7FF (nearly
-    every SBOM, report and provenance) are serialised by the C encoder, where JCS and
-    ``sort_keys`` agree; the rest take the exact, slower path.
+    every SBOM, report and provenance) are serialised by orjson with sorted keys, where JCS and
+    code-point order agree (decision 0020); the rest take the exact, slower path.
     """
     if _is_plain(value):
-        text = _PLAIN.encode(value)
-    else:
-        parts: list[str] = []
-        _write(value, parts.append)
-        text = "".join(parts)
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # a lone surrogate, or nesting beyond orjson's: the exact path says which
+            pass
+    parts: list[str] = []
+    _write(value, parts.append)
+    text = "".join(parts)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate

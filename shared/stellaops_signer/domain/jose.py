@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -91,14 +92,23 @@ _STRICT = json.JSONDecoder(
 )
 
 
-#: One encoder for compact JSON (``json.dumps`` with options builds a ``JSONEncoder`` on every call).
-#: Its values are JSON documents the Signer parsed or built, never cyclic: no cycle bookkeeping.
+#: What orjson would turn into JSON that the standard library refuses (TypeError) goes to the
+#: standard library instead, and is refused there: a dataclass, a datetime.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+#: The standard library's compact encoder, for what orjson does not take (an integer beyond 64 bits, a
+#: key that is not a string). Its values are JSON documents the Signer parsed or built: no cycle
+#: bookkeeping.
 _COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 
 
 def compact_json(value: JsonValue) -> str:
-    """``json.dumps(value, separators=(",", ":"))``: API answers, EMF documents."""
-    return _COMPACT.encode(value)
+    """Compact JSON (``json.dumps(value, separators=(",", ":"))``'s document) for API answers and EMF
+    documents, written by orjson: about ten times the standard library's speed on an answer
+    (decision 0020). Text beyond ASCII is written as UTF-8, not as ``\\u`` escapes."""
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError: beyond orjson, perhaps not beyond the standard library
+        return _COMPACT.encode(value)
 
 
 def strict_json(data: str | bytes) -> JsonValue:
