@@ -24,7 +24,7 @@ from stellaops_signer.domain.errors import (
     SignerError,
 )
 from stellaops_signer.domain.jose import compact_json
-from stellaops_signer.observability import access_log, count_outcome, logger
+from stellaops_signer.observability import access, count_outcome, logger
 
 if TYPE_CHECKING:  # annotations only: nothing more is imported at cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -250,16 +250,15 @@ def _access(request: ApiRequest, status: int, code: str, started: float, audit_i
     """The one INFO line of a request (spec §5.7): route, status, code, latency, tenant, auditId —
     never a token, a proof or a PoE."""
     tenant = request.principal.tenant if request.principal else str(request.authorizer.get("tid", ""))
-    access_log.info(
-        "request",
-        extra={
+    access(
+        {
             "route": request.route,
             "status": status,
             "code": code,
             "latencyMs": round((time.perf_counter() - started) * 1000, 1),
             "tenant": tenant,
             "auditId": audit_id,
-        },
+        }
     )
 
 
@@ -397,10 +396,7 @@ def authorizer_answer(
     try:
         principal = authenticator.authenticate(facts)
     except AuthenticationError as error:
-        access_log.info(
-            "request",
-            extra={"route": f"{facts.method} {facts.path}", "status": error.status, "code": error.code},
-        )
+        access({"route": f"{facts.method} {facts.path}", "status": error.status, "code": error.code})
         count_outcome(error.code)
         record_denial(error, facts.method, facts.path, correlation)
         error.headers.setdefault("DPoP-Nonce", authenticator.fresh_nonce())

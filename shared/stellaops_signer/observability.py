@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EmfMetrics",
     "MetricUnit",
+    "access",
     "access_log",
     "count",
     "count_key_usage",
@@ -253,6 +254,33 @@ logger = Logger(service=SERVICE, logger_formatter=_Formatter())
 #: The standard library's logger under Powertools' (the same handler, formatter and level), for the
 #: one line of every request: without Powertools' wrapper around each call (its log buffer, unused).
 access_log = logging.getLogger(logger.name)
+
+
+def access(fields: dict[str, Any]) -> None:
+    """The one INFO line of a request (spec §5.7): what ``access_log.info("request", extra=fields)``
+    writes, located at the caller's line. With no filter on the logger and one handler on it
+    (Powertools'), ``Logger.info`` only finds the caller's frame, makes the record and hands it to
+    that handler and then to the parents' (propagation: in Lambda the runtime's root handler, which
+    Powertools' filter silences); here the frame is the caller's own and the record, made by the
+    logger's ``makeRecord``, goes the same way. Any other set-up takes ``Logger.info`` itself."""
+    log = access_log
+    if not log.isEnabledFor(logging.INFO):
+        return
+    handlers = log.handlers
+    if len(handlers) != 1 or log.filters or log.disabled:
+        log.info("request", extra=fields, stacklevel=2)
+        return
+    caller = sys._getframe(1)
+    code = caller.f_code
+    record = log.makeRecord(
+        log.name, logging.INFO, code.co_filename, caller.f_lineno, "request", (), None, code.co_name, fields
+    )
+    if record.levelno >= handlers[0].level:
+        handlers[0].handle(record)
+    if log.propagate and log.parent is not None:
+        log.parent.callHandlers(record)  # an INFO record: below the last-resort handler's WARNING
+
+
 metrics = EmfMetrics(namespace=NAMESPACE, service=SERVICE)
 _cold_start = [True]
 _INITIALIZATION_TYPE = "AWS_LAMBDA_INITIALIZATION_TYPE"

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
     APIGatewayAuthorizerResponse,
 )
 
-from stellaops_signer import http
+from stellaops_signer import http, observability
 from stellaops_signer.adapters.ids import random_id
 from stellaops_signer.domain.quota import utc_day
 from stellaops_signer.observability import EmfMetrics, MetricUnit, logger
@@ -206,6 +206,62 @@ def test_an_exception_line_is_what_powertools_writes() -> None:
         )
     assert ours.format(line) == reference.format(line)
     assert json.loads(ours.format(line))["exception_name"] == "ValueError"
+
+
+def _access_line(fields: dict[str, Any]) -> None:
+    observability.access(fields)  # both ways of writing the line locate it here
+
+
+@pytest.fixture
+def access_stream(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import io
+
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    level = logger.log_level
+    logger.setLevel(logging.INFO)  # the template's LogLevel (the tests run at WARNING)
+    yield stream
+    logger.setLevel(level)
+
+
+def test_the_access_line_is_what_logger_info_writes(access_stream: Any) -> None:
+    """Handed to Powertools' handler directly, or through ``Logger.info`` (which a filter on the
+    logger forces): the same line, at the same location."""
+    fields = {"route": "POST /x", "status": 200, "code": "", "latencyMs": 1.5, "tenant": "t", "auditId": "a"}
+    _access_line(fields)
+    passing = logging.Filter()
+    observability.access_log.addFilter(passing)
+    try:
+        _access_line(fields)
+    finally:
+        observability.access_log.removeFilter(passing)
+    direct, through_logging = (json.loads(line) for line in access_stream.getvalue().splitlines())
+    direct.pop("timestamp")
+    through_logging.pop("timestamp")
+    assert direct == through_logging
+    assert list(direct) == list(through_logging)
+    assert direct["location"].startswith("_access_line:")
+    assert direct["route"] == "POST /x" and direct["message"] == "request"
+
+
+@pytest.mark.parametrize("where", ["beside Powertools' handler", "on the root logger"])
+def test_another_handler_sees_the_access_line_and_a_higher_level_silences_it(
+    where: str, access_stream: Any
+) -> None:
+    seen: list[logging.LogRecord] = []
+    other = logging.Handler()
+    other.emit = seen.append  # type: ignore[method-assign]
+    owner = observability.access_log if where.startswith("beside") else logging.getLogger()
+    owner.addHandler(other)
+    try:
+        _access_line({"route": "GET /y", "status": 404})
+    finally:
+        owner.removeHandler(other)
+    assert [record.getMessage() for record in seen] == ["request"]
+    assert seen[0].funcName == "_access_line"
+    logger.setLevel(logging.WARNING)
+    _access_line({"route": "GET /z", "status": 200})
+    assert [json.loads(line)["route"] for line in access_stream.getvalue().splitlines()] == ["GET /y"]
 
 
 # --- compact JSON (answers, EMF documents) and log lines written by orjson (decision 0020) ----------

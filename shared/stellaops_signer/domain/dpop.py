@@ -145,12 +145,18 @@ def verify_proof(
     if access_token is None:
         if "ath" in claims:
             raise InvalidDpopProof("a token request proof carries no ath")
-    elif not hmac.compare_digest(str(claims.get("ath", "")), sha256_b64url(access_token.encode("ascii"))):
+    elif not hmac.compare_digest(str(claims.get("ath", "")), _token_hash(access_token)):
         raise InvalidDpopProof("the proof ath does not match the access token")
     if expected_jkt is not None and not hmac.compare_digest(thumbprint, expected_jkt):
         raise InvalidDpopProof("the proof key is not the key the token is bound to")
     nonce = claims.get("nonce")
     return DpopProof(jti=jti, iat=iat, jkt=thumbprint, nonce=nonce if isinstance(nonce, str) else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _token_hash(access_token: str) -> str:
+    """``ath`` of an access token (RFC 9449 §4.2), once per token: a client's proofs repeat it."""
+    return sha256_b64url(access_token.encode("ascii"))
 
 
 @functools.lru_cache(maxsize=1024)

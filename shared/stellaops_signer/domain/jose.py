@@ -31,9 +31,10 @@ KEY_REQUIREMENTS: dict[str, tuple[str, str | None]] = {
     "EdDSA": ("OKP", "Ed25519"),
     "PS256": ("RSA", None),
 }
-_CURVES: dict[str, tuple[ec.EllipticCurve, int, hashes.HashAlgorithm]] = {
-    "P-256": (ec.SECP256R1(), 32, hashes.SHA256()),
-    "P-384": (ec.SECP384R1(), 48, hashes.SHA384()),
+#: crv → (curve, coordinate bytes, the ECDSA signature algorithm over its hash: one instance, reused).
+_CURVES: dict[str, tuple[ec.EllipticCurve, int, ec.ECDSA]] = {
+    "P-256": (ec.SECP256R1(), 32, ec.ECDSA(hashes.SHA256())),
+    "P-384": (ec.SECP384R1(), 48, ec.ECDSA(hashes.SHA384())),
 }
 PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _MIN_RSA_BITS = 2048
@@ -207,13 +208,13 @@ class PublicJwk:
             return False
         try:
             if self.kty == "EC":
-                _, size, digest = _CURVES[self.crv or ""]
+                _, size, ecdsa = _CURVES[self.crv or ""]
                 if len(signature) != 2 * size:
                     return False
                 der = encode_dss_signature(
                     int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
                 )
-                cast("ec.EllipticCurvePublicKey", self.key).verify(der, signing_input, ec.ECDSA(digest))
+                cast("ec.EllipticCurvePublicKey", self.key).verify(der, signing_input, ecdsa)
             elif self.kty == "OKP":
                 cast("Ed25519PublicKey", self.key).verify(signature, signing_input)
             else:

@@ -312,8 +312,10 @@ class SignDsse:
                 "scanner_digest": request.scannerImageDigest,
                 "predicate_type": request.predicateType,
                 "subject_digests": tuple(
-                    f"{alg}:{value}" for s in request.subject for alg, value in sorted(s.digest.items())
-                )[:64],
+                    [f"{alg}:{value}" for s in request.subject for alg, value in sorted(s.digest.items())][
+                        :64
+                    ]
+                ),
             }
         return AuditRecord(
             audit_id=attempt.audit_id,
