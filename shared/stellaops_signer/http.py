@@ -291,14 +291,14 @@ def principal_from_context(context: Mapping[str, JsonValue] | None) -> Principal
     binding = context.get("binding")
     if binding not in ("mtls", "dpop"):
         raise InvalidToken("the request was not sender-constrained")
-    return Principal(
-        subject=str(context["sub"]),
-        client_id=str(context.get("clientId", "")),
-        tenant=str(context["tid"]),
-        installation=str(context.get("inst", "")),
-        scopes=frozenset(str(context.get("scope", "")).split()),
-        binding=binding,
-        sender_key=str(context.get("senderKey", "")),
+    return Principal(  # subject, client id, tenant, installation, scopes, binding, sender key
+        str(context["sub"]),
+        str(context.get("clientId", "")),
+        str(context["tid"]),
+        str(context.get("inst", "")),
+        frozenset(str(context.get("scope", "")).split()),
+        binding,
+        str(context.get("senderKey", "")),
     )
 
 
@@ -380,15 +380,17 @@ def authorizer_answer(
     """
     from stellaops_signer.usecases.authenticate import RequestFacts
 
-    headers = event.get("headers") or {}
-    correlation = correlation_id(headers)
+    lowered: dict[str, str] = {}
+    for name, value in (event.get("headers") or {}).items():
+        lowered.setdefault(name.lower(), value)  # the first of a name, as ``header`` finds it
+    correlation = _correlation(lowered.get(_CORRELATION_KEY), None)
     logger.set_correlation_id(correlation)
     identity = (event.get("requestContext") or {}).get("identity") or {}
     client_cert = (identity.get("clientCert") or {}).get("clientCertPem")
     facts = RequestFacts(
         method=str(event.get("httpMethod", "")),
         path=str(event.get("path", "")),
-        authorization=header(headers, "Authorization"),
+        authorization=lowered.get("authorization"),
         dpop_proofs=all_values(event, "DPoP"),
         client_cert_pem=client_cert if isinstance(client_cert, str) else None,
     )

@@ -341,6 +341,29 @@ def test_cached_answer_is_served_until_it_expires(
     _refused(handlers, aws, poe, *outcome)
 
 
+def test_a_remembered_poe_is_refused_once_it_expires(
+    aws: Any, handlers: Any, licensing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The container remembers what a verified PoE grants its caller; its times are checked on every
+    use all the same."""
+    clock = _freeze(monkeypatch)
+    poe = _poe(licensing, now=clock.now(), iat=Now(-10), exp=Now(+60))
+    _signed(handlers, poe)
+    clock.advance(60 + 29)  # within the ±30 s skew: still accepted
+    _signed(handlers, poe)
+    clock.advance(1)
+    _refused(handlers, aws, poe, *DENIED)
+
+
+def test_a_remembered_poe_is_read_again_for_another_caller(aws: Any, handlers: Any, licensing: Any) -> None:
+    """A PoE bound to one DPoP key, accepted for its caller, is refused to the mTLS caller of the same
+    tenant: what it grants is remembered per caller."""
+    poe = poe_for(licensing, cnf={"jkt": CALLER_JKT})
+    _signed(handlers, poe, DPOP_CALLER)
+    _refused(handlers, aws, poe, *DENIED, context=MTLS_CALLER)
+    _signed(handlers, poe, DPOP_CALLER)
+
+
 def test_poe_never_appears_in_the_logs(
     aws: Any, handlers: Any, licensing: Any, introspection: Introspection, caplog: pytest.LogCaptureFixture
 ) -> None:

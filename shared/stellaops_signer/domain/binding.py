@@ -34,14 +34,15 @@ class Principal:
 
     @classmethod
     def from_token(cls, token: OpToken, binding: BindingKind) -> Principal:
+        sender_key = token.sender_key if binding != "iam" else ""
         return cls(
-            subject=token.subject,
-            client_id=token.client_id,
-            tenant=token.tenant,
-            installation=token.installation,
-            scopes=token.scopes,
-            binding=binding,
-            sender_key=token.sender_key if binding != "iam" else "",
+            token.subject,
+            token.client_id,
+            token.tenant,
+            token.installation,
+            token.scopes,
+            binding,
+            sender_key,
         )
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from stellaops_signer.domain.binding import Principal
 from stellaops_signer.domain.entitlement import Entitlement, verify_poe
 from stellaops_signer.domain.errors import EntitlementDenied
 from stellaops_signer.domain.quota import Plan
-from stellaops_signer.domain.tokens import CompactJws, SignatureCache
+from stellaops_signer.domain.tokens import CompactJws, SignatureCache, check_time_claims
 from stellaops_signer.ports import Cache, Clock, KeySetSource
+
+if TYPE_CHECKING:
+    from stellaops_signer.domain.jose import JsonObject
 
 
 class EntitlementChecker:
@@ -39,6 +43,8 @@ class EntitlementChecker:
         self._local: dict[str, tuple[float, bool]] = {}
         self._signatures = SignatureCache()
         self._identities: dict[str, str] = {}
+        #: (PoE, the caller's identity) → (its verified claims, the entitlement read from them).
+        self._read: dict[tuple[str, str, str, str, str], tuple[JsonObject, Entitlement]] = {}
         self._lock = threading.Lock()
 
     def check(self, poe: str | None, principal: Principal) -> Entitlement:
@@ -48,17 +54,29 @@ class EntitlementChecker:
         jws = CompactJws.parse(poe, EntitlementDenied)
         keys = self._keys.key_set(jws.kid)  # raises EntitlementUnavailable when it cannot be had
         now = self._clock.now()
-        entitlement = verify_poe(
-            poe,
-            keys,
-            issuer=self._issuer,
-            now=now,
-            principal=principal,
-            plans=self._plans,
-            parsed=jws,
-            verified=self._signatures.verify(jws, poe, keys, now, EntitlementDenied),
-            identity=self._identities.get(poe),
-        )
+        verified = self._signatures.verify(jws, poe, keys, now, EntitlementDenied)
+        # What the PoE grants this caller depends on its verified claims and the caller's identity;
+        # only the time rules depend on the moment, and they are applied on every use.
+        caller = (poe, principal.tenant, principal.installation, principal.binding, principal.sender_key)
+        read = self._read.get(caller)
+        if read is not None and read[0] is verified[1]:
+            check_time_claims(verified[1], now, max_lifetime=None, error=EntitlementDenied)
+            entitlement = read[1]
+        else:
+            entitlement = verify_poe(
+                poe,
+                keys,
+                issuer=self._issuer,
+                now=now,
+                principal=principal,
+                plans=self._plans,
+                parsed=jws,
+                verified=verified,
+                identity=self._identities.get(poe),
+            )
+            if len(self._read) >= 4096:
+                self._read.clear()
+            self._read[caller] = (verified[1], entitlement)
         if len(self._identities) > 4096:
             self._identities.clear()
         self._identities[poe] = entitlement.poe_sha256  # a PoE's identity never changes
