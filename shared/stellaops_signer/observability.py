@@ -247,9 +247,11 @@ class EmfMetrics:
         return cast("Handler", decorated)
 
 
-# The logging HOWTO's "Optimization": no line of Powertools' format shows the thread or the process,
-# so records do not collect them (``os.getpid`` is a system call on every line).
+# The logging HOWTO's "Optimization": no line of Powertools' format shows the thread, the process or
+# the asyncio task, so records do not collect them (``os.getpid`` is a system call on every line; from
+# Python 3.12 a record asks asyncio for its current task, which raises outside a running loop).
 logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+vars(logging)["logAsyncioTasks"] = False  # read from Python 3.12 on (mypy checks for 3.11)
 logger = Logger(service=SERVICE, logger_formatter=_Formatter())
 #: The standard library's logger under Powertools' (the same handler, formatter and level), for the
 #: one line of every request: without Powertools' wrapper around each call (its log buffer, unused).

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 #: ``replay``: an Idempotency-Key retry answered with the first answer, which ``replay_of`` names.
 Decision = Literal["allow", "deny", "replay"]
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """What was decided, for whom, about what. Never a token, a proof, a PoE or a certificate."""
+class AuditRecord(NamedTuple):
+    """What was decided, for whom, about what. Never a token, a proof, a PoE or a certificate.
+
+    Immutable, as a frozen dataclass would be, and made in half its time (one of these per request,
+    of 23 fields: decision 0017)."""
 
     audit_id: str
     time: str
@@ -32,7 +33,7 @@ class AuditRecord:
     poe_sha256: str = ""
     scanner_digest: str = ""
     predicate_type: str = ""
-    subject_digests: tuple[str, ...] = field(default_factory=tuple)
+    subject_digests: tuple[str, ...] = ()
     mode: str = ""
     key_id: str = ""
     certificate_serial: str = ""
@@ -42,8 +43,7 @@ class AuditRecord:
     def as_item(self) -> dict[str, object]:
         """The non-empty fields, for storage."""
         item: dict[str, object] = {}
-        for name in self.__slots__:
-            value = getattr(self, name)
+        for name, value in zip(self._fields, self, strict=True):
             if value != "" and value != ():
                 item[name] = list(value) if isinstance(value, tuple) else value
         return item
