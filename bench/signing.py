@@ -47,18 +47,34 @@ BASE_URL = "https://signer.example.com"
 SIGN_URL = BASE_URL + "/api/v1/signer/sign/dsse"
 
 
-def per_call_us(*actions: Callable[[], float], rounds: int = ROUNDS, batches: int = 15) -> list[float]:
+def per_call_us(
+    *actions: Callable[[], float],
+    rounds: int = ROUNDS,
+    batches: int = 15,
+    batch_means: list[list[float]] | None = None,
+) -> list[float]:
     """Microseconds per call of each action: batches of each in turn, the best batch of each (the
     least disturbed by the machine). This machine's speed drifts by tens of percent within minutes,
     so actions compared with each other (the pipeline and its floor) are measured in alternation,
     not one after the other. An action returns the seconds that count (what it prepares just before,
-    e.g. a fresh DPoP proof, is not the Signer's cost and is minted just in time, never stale)."""
+    e.g. a fresh DPoP proof, is not the Signer's cost and is minted just in time, never stale).
+    ``batch_means`` receives each batch's mean per action, in µs, in the order they ran."""
     per_batch = max(1, rounds // batches)
     best = [float("inf")] * len(actions)
     for _ in range(batches):
+        means = []
         for index, action in enumerate(actions):
-            best[index] = min(best[index], sum(action() for _ in range(per_batch)) / per_batch)
+            means.append(sum(action() for _ in range(per_batch)) / per_batch)
+            best[index] = min(best[index], means[-1])
+        if batch_means is not None:
+            batch_means.append([seconds * 1e6 for seconds in means])
     return [seconds * 1e6 for seconds in best]
+
+
+#: The in-memory run, the budget's (spec §9): its ratio is the best batch of each over a few seconds,
+#: not a fraction of one. On this kind of machine the Python part slows down for seconds at a time
+#: (a fifth of a second's measurement read 2.3-2.9x on the same code within one process).
+IN_MEMORY_ROUNDS = int(os.environ.get("BENCH_IN_MEMORY_ROUNDS", "6000"))
 
 
 def import_times() -> dict[str, float]:
@@ -378,9 +394,18 @@ def main() -> None:
             )
             # Timed, the EMF lines go to a stream as in Lambda (a pipe the runtime reads), not into the
             # buffer that proves they were written, which grows for the whole run.
+            pairs: list[list[float]] = []
+            started = time.perf_counter()
             with open(os.devnull, "w") as pipe, contextlib.redirect_stdout(pipe):
-                total, bare = per_call_us(run["one"], bare_request)
+                if fakes:
+                    total, bare = per_call_us(
+                        run["one"], bare_request, rounds=IN_MEMORY_ROUNDS, batches=IN_MEMORY_ROUNDS // 20,
+                        batch_means=pairs,
+                    )  # fmt: skip
+                else:
+                    total, bare = per_call_us(run["one"], bare_request)
             run |= {"total": total, "own": total * (1 - run["aws_fraction"])}
+            run["spread"] = (len(pairs), time.perf_counter() - started, _median([p / f for p, f in pairs]))
         assert '"SigningLatency"' in emitted.getvalue(), "the bench ran with metrics off"
         if fakes:
             binding = "dpop, in-memory adapters (no botocore, no moto)"
@@ -393,6 +418,12 @@ def main() -> None:
         print(f"[{binding}]   the Signer's own code:                    {run['own'] / 1000:.2f} ms")
         print(f"[{binding}] floor (bare cryptography):                  {bare / 1000:.2f} ms")
         print(f"[{binding}] ratio own code / floor: {run['own'] / bare:.2f}x   (target <= 2.5x, in-memory)")
+        if fakes:
+            count, seconds, median = run["spread"]
+            print(
+                f"[{binding}]   best batch of each over {count} pairs of batches in {seconds:.1f} s; "
+                f"the median pair's ratio: {median:.2f}x"
+            )
         print(
             f"[{binding}] AWS calls per warm signature: {sum(run['calls'].values()):.2f} {run['calls']}"
             f"   (target <= {4 if binding.startswith('dpop') else 3})"
@@ -417,6 +448,11 @@ def main() -> None:
             f"cold import {function} (sam build artifact, python3.12 -I -S -B): {ms:.0f} ms (min of 5)"
             "   (target <= 200 ms)"
         )
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else float("nan")
 
 
 # --- the local stack under a bounded loopback load ---------------------------------------------------
