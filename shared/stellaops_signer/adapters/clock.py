@@ -6,8 +6,8 @@ import time
 
 
 class SystemClock:
-    def now(self) -> float:
-        return time.time()
+    #: ``time.time`` itself (read about nine times a request: no Python frame around it).
+    now = staticmethod(time.time)
 
 
 class FixedClock:
