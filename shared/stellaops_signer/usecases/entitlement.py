@@ -77,9 +77,9 @@ class EntitlementChecker:
             if len(self._read) >= 4096:
                 self._read.clear()
             self._read[caller] = (verified[1], entitlement)
-        if len(self._identities) > 4096:
-            self._identities.clear()
-        self._identities[poe] = entitlement.poe_sha256  # a PoE's identity never changes
+            if len(self._identities) > 4096:
+                self._identities.clear()
+            self._identities[poe] = entitlement.poe_sha256  # a PoE's identity never changes
         if self._introspect is not None and not self._active(poe, entitlement, now):
             raise EntitlementDenied("the licence is revoked or inactive")
         return entitlement

@@ -308,14 +308,11 @@ class SignDsse:
         if request is not None:
             if "poe_sha256" not in extra:  # a PoE refused before its identity was known
                 extra["poe_sha256"] = poe_identity_of(request.poe.value)
+            digests = [f"{alg}:{value}" for s in request.subject for alg, value in sorted(s.digest.items())]
             extra |= {
                 "scanner_digest": request.scannerImageDigest,
                 "predicate_type": request.predicateType,
-                "subject_digests": tuple(
-                    [f"{alg}:{value}" for s in request.subject for alg, value in sorted(s.digest.items())][
-                        :64
-                    ]
-                ),
+                "subject_digests": tuple(digests[:64]),
             }
         return AuditRecord(
             audit_id=attempt.audit_id,
