@@ -24,7 +24,7 @@ import orjson
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
 
-from stellaops_signer.domain.jose import compact_json
+from stellaops_signer.domain.jose import ORJSON_OPTIONS, compact_json
 
 if TYPE_CHECKING:
     from stellaops_signer.domain.jose import JsonObject
@@ -82,7 +82,7 @@ class _Formatter(LambdaPowertoolsFormatter):
     def serialize(self, log: Any) -> str:
         if self._orjson:
             try:
-                return orjson.dumps(log, default=self.json_default, option=_ORJSON_OPTIONS).decode()
+                return orjson.dumps(log, default=self.json_default, option=ORJSON_OPTIONS).decode()
             except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a key not a string
                 pass
         return super().serialize(log) if self._encoder is None else self._encoder.encode(log)
@@ -141,7 +141,6 @@ class _RecordView(dict[str, Any]):
 
 
 _RESERVED = frozenset(RESERVED_LOG_ATTRS)
-_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def metrics_disabled() -> bool:

@@ -93,9 +93,9 @@ _STRICT = json.JSONDecoder(
 )
 
 
-#: What orjson would turn into JSON that the standard library refuses (TypeError) goes to the
-#: standard library instead, and is refused there: a dataclass, a datetime.
-_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+#: orjson's options wherever it writes JSON: what it would turn into JSON that the standard library
+#: refuses (a dataclass, a datetime) goes to the standard library (or a ``default``) instead.
+ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 #: The standard library's compact encoder, for what orjson does not take (an integer beyond 64 bits, a
 #: key that is not a string). Its values are JSON documents the Signer parsed or built: no cycle
 #: bookkeeping.
@@ -107,7 +107,7 @@ def compact_json(value: JsonValue) -> str:
     documents, written by orjson: about ten times the standard library's speed on an answer
     (decision 0020). Text beyond ASCII is written as UTF-8, not as ``\\u`` escapes."""
     try:
-        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
+        return orjson.dumps(value, option=ORJSON_OPTIONS).decode()
     except TypeError:  # orjson.JSONEncodeError: beyond orjson, perhaps not beyond the standard library
         return _COMPACT.encode(value)
 
@@ -231,6 +231,7 @@ class PublicJwk:
 
 __all__ = [
     "KEY_REQUIREMENTS",
+    "ORJSON_OPTIONS",
     "PRIVATE_MEMBERS",
     "AmbiguousObject",
     "JsonObject",
